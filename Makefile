@@ -1,0 +1,41 @@
+# Two commands for a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 3
+
+.PHONY: install run test lint cluster bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) manage.py migrate --noinput
+	@echo
+	@echo "  Chat is at http://$(HOST):$(PORT)/  (SQLite, in-memory channel layer)"
+	@echo "  Create an admin for /admin/ with:  $(PY) manage.py createsuperuser"
+	@echo
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+cluster: install
+	$(PY) manage.py cluster --workers $(WORKERS)
+
+bench: install
+	WORKERS=2 CLIENTS=200 SENDERS=10 RATE=5 DURATION=8 ../shared/bench/compare.sh
+
+clean:
+	rm -rf $(VENV) staticfiles db.sqlite3* test-*.sqlite3*

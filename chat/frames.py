@@ -1,0 +1,121 @@
+"""Validation of client frames: the one place that decides what is a bad frame.
+
+Every rule here answers with a FrameError whose code is one of the contract's
+error codes; the consumer turns it into an `error` frame and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from django.conf import settings
+
+CLIENT_TYPES = ("message.send", "typing", "history", "ping")
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    body: str
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class Typing:
+    pass
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    before: int | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+ClientFrame = SendMessage | Typing | HistoryRequest | Ping
+
+
+def bad(detail: str) -> FrameError:
+    return FrameError("bad_request", detail)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_text(value: str, field: str) -> None:
+    if "\x00" in value:
+        raise bad(f"{field} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad(f"{field} is not valid Unicode (lone surrogate)") from None
+
+
+def parse_client_frame(text: str) -> ClientFrame:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise bad("frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise bad("frame must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise bad("frame needs a string 'type'")
+    if kind == "message.send":
+        return _parse_send(data)
+    if kind == "history":
+        return _parse_history(data)
+    if kind == "typing":
+        return Typing()
+    if kind == "ping":
+        return Ping()
+    raise bad(f"unknown frame type {kind[:64]!r}; expected one of {', '.join(CLIENT_TYPES)}")
+
+
+def _parse_send(data: dict) -> SendMessage:
+    body = data.get("body")
+    if not isinstance(body, str):
+        raise bad("message.send needs a string 'body'")
+    if not body.strip():
+        raise bad("body must not be empty")
+    _check_text(body, "body")
+    limit = settings.CHAT_MAX_MESSAGE_LENGTH
+    if len(body) > limit:
+        raise FrameError("too_long", f"body is {len(body)} characters; the limit is {limit}")
+    client_id = data.get("client_id")
+    if client_id is not None:
+        if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+            raise bad("client_id must be a string of 1 to 64 characters")
+        _check_text(client_id, "client_id")
+    return SendMessage(body=body, client_id=client_id)
+
+
+def _parse_history(data: dict) -> HistoryRequest:
+    before = data.get("before")
+    if before is not None and not (_is_int(before) and before >= 0):
+        raise bad("history 'before' must be a seq (a whole number, 0 or more)")
+    limit = data.get("limit", settings.CHAT_HISTORY_PAGE)
+    if not (_is_int(limit) and 1 <= limit <= settings.CHAT_HISTORY_MAX):
+        raise bad(f"history 'limit' must be a whole number from 1 to {settings.CHAT_HISTORY_MAX}")
+    return HistoryRequest(before=before, limit=limit)
+
+
+def parse_after(raw: str | None) -> int | None:
+    """The `after` query parameter of the WebSocket URL."""
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit():
+        raise bad("'after' must be a seq (a whole number, 0 or more)")
+    return int(raw)

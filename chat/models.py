@@ -1,0 +1,109 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class RoomQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Public rooms, and private rooms the user belongs to; never a room
+        the user is banned from."""
+        banned = Membership.objects.filter(user=user, is_banned=True).values("room_id")
+        member_of = Membership.objects.filter(user=user, is_banned=False).values("room_id")
+        return self.filter(Q(is_private=False) | Q(pk__in=member_of)).exclude(pk__in=banned)
+
+
+class Room(models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=50, unique=True)
+    is_private = models.BooleanField("private", default=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_rooms"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    # The seq of the room's latest message: incremented in the same transaction
+    # as the insert, so the row lock orders seq by commit across workers.
+    last_seq = models.BigIntegerField(default=0, editable=False)
+    is_locked = models.BooleanField(
+        "locked", default=False, help_text="Read-only: nobody can send messages."
+    )
+
+    objects = RoomQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(slug__regex=r"^[a-z0-9-]{1,50}$"), name="room_slug_format"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        MODERATOR = "moderator"
+        MEMBER = "member"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    is_banned = models.BooleanField("banned", default=False)
+    muted_until = models.DateTimeField(
+        null=True, blank=True, help_text="Muted while this is in the future."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="one_membership_per_user"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} in {self.room} ({self.role})"
+
+
+class MessageQuerySet(models.QuerySet):
+    def visible(self):
+        return self.filter(deleted_at__isnull=True)
+
+
+class Message(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    seq = models.BigIntegerField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages"
+    )
+    body = models.TextField()
+    created = models.DateTimeField(auto_now_add=True)
+    # NULL, not "": messages without a client_id must not collide in the
+    # unique (room, author, client_id) constraint.
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="one_message_per_seq"),
+            # A retried send (same client_id) is caught here, not by a lookup
+            # before every insert.
+            models.UniqueConstraint(
+                fields=["room", "author", "client_id"], name="idempotent_client_id"
+            ),
+        ]
+
+    def __str__(self):
+        return f"#{self.seq} in {self.room} by {self.author}"

@@ -1,0 +1,215 @@
+"""Who is online in which room, shared by every worker.
+
+A user is online in a room while any of their sockets there is open. Each open
+socket is an entry with an expiry time; the worker that holds the socket
+refreshes it on a heartbeat, so the entries of a worker that died without
+running its disconnect handlers expire and are swept away by any other worker.
+
+Two stores with the same behaviour: Redis (several workers; every step is one
+atomic Lua script, so exactly one socket is "first" or "last" across workers)
+and process memory (the single-process local run without REDIS_URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+
+@dataclass
+class OpenResult:
+    joined: bool  # the user's first socket in the room
+    online: list[str]  # usernames online now, this socket included
+    expired: list[str] = field(default_factory=list)  # users swept out on the way
+
+
+@dataclass
+class SweepResult:
+    expired: list[str] = field(default_factory=list)  # last entry expired: now offline
+    returned: list[str] = field(default_factory=list)  # refreshed after being swept
+
+
+def _member(username: str, conn_id: str) -> str:
+    return f"{username}\n{conn_id}"
+
+
+# Shared prologue: drop expired entries, returning users left with none.
+_LUA_SWEEP = """
+local gone = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  redis.call('ZREM', KEYS[1], m)
+  local u = string.match(m, '^(.-)\\n')
+  if redis.call('HINCRBY', KEYS[2], u, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], u)
+    table.insert(gone, u)
+  end
+end
+"""
+
+# KEYS: conns zset, users hash. ARGV: now, expiry, key ttl, member, username
+_LUA_OPEN = (
+    _LUA_SWEEP
+    + """
+local joined = 0
+if redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[5], 1) == 1 then joined = 1 end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return {joined, redis.call('HKEYS', KEYS[2]), gone}
+"""
+)
+
+# KEYS: conns zset, users hash. ARGV: member, username
+_LUA_CLOSE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
+    redis.call('HDEL', KEYS[2], ARGV[2])
+    return 1
+  end
+end
+return 0
+"""
+
+# KEYS: conns zset, users hash. ARGV: now, expiry, key ttl, then member, username pairs
+_LUA_HEARTBEAT = (
+    _LUA_SWEEP
+    + """
+local back = {}
+for i = 4, #ARGV, 2 do
+  if redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i]) == 1 then
+    if redis.call('HINCRBY', KEYS[2], ARGV[i + 1], 1) == 1 then table.insert(back, ARGV[i + 1]) end
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return {gone, back}
+"""
+)
+
+
+def _decode(values) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else v for v in values]
+
+
+class RedisPresence:
+    def __init__(self, url: str, prefix: str, ttl: int):
+        self.url, self.prefix, self.ttl = url, prefix, ttl
+        # redis.asyncio clients belong to one event loop (tests run several).
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _client(self):
+        import redis.asyncio
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = redis.asyncio.Redis.from_url(self.url)
+            self._clients[loop] = client
+            client.lua = {
+                "open": client.register_script(_LUA_OPEN),
+                "close": client.register_script(_LUA_CLOSE),
+                "heartbeat": client.register_script(_LUA_HEARTBEAT),
+            }
+        return client
+
+    def _keys(self, room_id: int) -> list[str]:
+        return [
+            f"{self.prefix}:presence:{room_id}:conns",
+            f"{self.prefix}:presence:{room_id}:users",
+        ]
+
+    def _times(self) -> tuple[float, float, int]:
+        now = time.time()
+        return now, now + self.ttl, self.ttl * 4
+
+    async def open(self, room_id: int, username: str, conn_id: str) -> OpenResult:
+        now, expiry, key_ttl = self._times()
+        lua = self._client().lua["open"]
+        joined, online, gone = await lua(
+            keys=self._keys(room_id),
+            args=[now, expiry, key_ttl, _member(username, conn_id), username],
+        )
+        return OpenResult(bool(joined), sorted(_decode(online)), _decode(gone))
+
+    async def close(self, room_id: int, username: str, conn_id: str) -> bool:
+        lua = self._client().lua["close"]
+        return bool(
+            await lua(keys=self._keys(room_id), args=[_member(username, conn_id), username])
+        )
+
+    async def heartbeat(self, room_id: int, conns: dict[str, str]) -> SweepResult:
+        """Refresh this worker's sockets in the room ({conn_id: username}) and
+        sweep expired entries of every worker."""
+        now, expiry, key_ttl = self._times()
+        args: list = [now, expiry, key_ttl]
+        for conn_id, username in conns.items():
+            args += [_member(username, conn_id), username]
+        gone, back = await self._client().lua["heartbeat"](keys=self._keys(room_id), args=args)
+        return SweepResult(_decode(gone), _decode(back))
+
+
+class MemoryPresence:
+    """The same semantics in one process (no Redis configured)."""
+
+    def __init__(self, ttl: int):
+        self.ttl = ttl
+        self.rooms: dict[int, dict[str, tuple[str, float]]] = {}
+
+    def _sweep(self, room_id: int, now: float) -> list[str]:
+        conns = self.rooms.setdefault(room_id, {})
+        expired = {c: u for c, (u, exp) in conns.items() if exp <= now}
+        for conn_id in expired:
+            del conns[conn_id]
+        remaining = {u for u, _ in conns.values()}
+        return sorted(set(expired.values()) - remaining)
+
+    def _online(self, room_id: int) -> set[str]:
+        return {u for u, _ in self.rooms.get(room_id, {}).values()}
+
+    async def open(self, room_id: int, username: str, conn_id: str) -> OpenResult:
+        now = time.time()
+        gone = self._sweep(room_id, now)
+        joined = username not in self._online(room_id)
+        self.rooms[room_id][conn_id] = (username, now + self.ttl)
+        return OpenResult(joined, sorted(self._online(room_id)), gone)
+
+    async def close(self, room_id: int, username: str, conn_id: str) -> bool:
+        if self.rooms.get(room_id, {}).pop(conn_id, None) is None:
+            return False
+        return username not in self._online(room_id)
+
+    async def heartbeat(self, room_id: int, conns: dict[str, str]) -> SweepResult:
+        now = time.time()
+        gone = self._sweep(room_id, now)
+        before = self._online(room_id)
+        room = self.rooms[room_id]
+        for conn_id, username in conns.items():
+            room[conn_id] = (username, now + self.ttl)
+        back = sorted(self._online(room_id) - before)
+        return SweepResult(gone, back)
+
+
+_store: RedisPresence | MemoryPresence | None = None
+
+
+def get_store() -> RedisPresence | MemoryPresence:
+    global _store
+    if _store is None:
+        if settings.REDIS_URL:
+            _store = RedisPresence(
+                settings.REDIS_URL, settings.CHAT_PRESENCE_PREFIX, settings.CHAT_PRESENCE_TTL
+            )
+        else:
+            _store = MemoryPresence(settings.CHAT_PRESENCE_TTL)
+    return _store
+
+
+def reset_store() -> None:
+    """Forget the configured store (tests switch settings)."""
+    global _store
+    _store = None

@@ -1,0 +1,77 @@
+"""Reads, with the access checks that guard them.
+
+A room that does not exist and a room the user may not see raise the same
+RoomNotFound, so that nobody can probe which private rooms exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from .models import Membership, Message, Room
+
+
+class RoomNotFound(Exception):
+    """No such room, or not for this user: the same answer for both."""
+
+
+@dataclass
+class HistoryPage:
+    messages: list[Message]
+    has_more: bool  # older messages exist before the first one here
+
+
+def get_room_for(*, user, slug: str) -> Room:
+    if not user.is_authenticated:
+        raise RoomNotFound(slug)
+    try:
+        return Room.objects.visible_to(user).get(slug=slug)
+    except Room.DoesNotExist:
+        raise RoomNotFound(slug) from None
+
+
+def room_directory(*, user) -> list[Room]:
+    return list(Room.objects.visible_to(user).select_related("owner").order_by("name"))
+
+
+def membership_of(*, room: Room, user) -> Membership | None:
+    return Membership.objects.filter(room=room, user=user).first()
+
+
+def room_members(*, room: Room) -> list[Membership]:
+    return list(
+        Membership.objects.filter(room=room, is_banned=False)
+        .select_related("user")
+        .order_by("user__username")
+    )
+
+
+def _with_authors(queryset):
+    return queryset.select_related("author", "room")
+
+
+def latest_messages(*, room: Room, limit: int | None = None) -> HistoryPage:
+    limit = limit or settings.CHAT_HISTORY_PAGE
+    return messages_before(room=room, before=None, limit=limit)
+
+
+def messages_before(*, room: Room, before: int | None, limit: int) -> HistoryPage:
+    """Up to `limit` visible messages older than seq `before` (all if None), oldest first."""
+    queryset = Message.objects.visible().filter(room=room)
+    if before is not None:
+        queryset = queryset.filter(seq__lt=before)
+    page = list(_with_authors(queryset).order_by("-seq")[: limit + 1])
+    has_more = len(page) > limit
+    return HistoryPage(messages=page[:limit][::-1], has_more=has_more)
+
+
+def messages_after(*, room: Room, after: int, upto: int | None = None) -> HistoryPage:
+    """Every visible message with seq after `after` (up to `upto`), oldest first."""
+    queryset = Message.objects.visible().filter(room=room, seq__gt=after)
+    if upto is not None:
+        queryset = queryset.filter(seq__lte=upto)
+    messages = list(_with_authors(queryset).order_by("seq"))
+    has_more = Message.objects.visible().filter(room=room, seq__lte=after).exists()
+    return HistoryPage(messages=messages, has_more=has_more)

@@ -1,0 +1,313 @@
+"""Writes, and the broadcasts that follow them: the only module that sends to
+channel-layer groups.
+
+Group names: `room.<id>` (everyone in a room), `user.<id>` (every socket of a
+user), `session.<key>` (every socket of one login session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from . import presence, wire
+from .models import Membership, Message, Room
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ServiceError(Exception):
+    """A refused write; `code` is the contract's error code."""
+
+    code = "bad_request"
+
+    def __init__(self, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class RateLimited(ServiceError):
+    code = "rate_limited"
+
+
+class Muted(ServiceError):
+    code = "muted"
+
+
+class Locked(ServiceError):
+    code = "locked"
+
+
+class Forbidden(ServiceError):
+    code = "forbidden"
+
+
+class InvalidInput(ServiceError):
+    code = "bad_request"
+
+
+# ---------------------------------------------------------------- group names
+
+
+def room_group(room_id: int) -> str:
+    return f"room.{room_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def session_group(session_key: str) -> str:
+    return f"session.{session_key}"
+
+
+def _layer():
+    return get_channel_layer()
+
+
+def _broadcast_sync(group: str, event: dict) -> None:
+    layer = _layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(group, event)
+
+
+# ---------------------------------------------------------------- rooms
+
+
+def slug_for(name: str) -> str:
+    slug = slugify(name)[:50].strip("-")
+    return slug
+
+
+@transaction.atomic
+def create_room(*, owner, name: str, is_private: bool = False) -> Room:
+    name = name.strip()
+    if not name:
+        raise InvalidInput("A room needs a name.")
+    if len(name) > 100:
+        raise InvalidInput("A room name has at most 100 characters.")
+    slug = slug_for(name)
+    if not slug:
+        raise InvalidInput("A room name needs at least one letter or digit (a-z, 0-9).")
+    if Room.objects.filter(slug=slug).exists():
+        raise InvalidInput(f"A room with the address '{slug}' exists already.")
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(name=name, slug=slug, is_private=is_private, owner=owner)
+    except IntegrityError:  # created by someone else a moment ago
+        raise InvalidInput(f"A room with the address '{slug}' exists already.") from None
+    Membership.objects.create(room=room, user=owner, role=Membership.Role.OWNER)
+    return room
+
+
+def add_member(*, room: Room, actor, username: str) -> Membership:
+    """The room's owner (or site staff) adds a member by username."""
+    from django.contrib.auth import get_user_model
+
+    if not (actor.is_staff or room.owner_id == actor.pk):
+        raise Forbidden("Only the room's owner can add members.")
+    try:
+        user = get_user_model().objects.get(username=username.strip())
+    except get_user_model().DoesNotExist:
+        raise InvalidInput(f"There is no user called '{username.strip()}'.") from None
+    membership, _ = Membership.objects.get_or_create(room=room, user=user)
+    return membership
+
+
+def join_room(*, room: Room, user) -> Membership:
+    """Opening a room makes you a member of it (the access check came first)."""
+    membership, _ = Membership.objects.get_or_create(room=room, user=user)
+    return membership
+
+
+# ---------------------------------------------------------------- messages
+
+
+@dataclass
+class Posted:
+    message: Message
+    created: bool  # False: a retry of a client_id that was stored already
+
+
+def _check_rate(user_id: int) -> None:
+    limit = settings.CHAT_RATE_LIMIT
+    if limit is None:
+        return
+    count, seconds = limit
+    now = time.time()
+    window = int(now // seconds)
+    key = f"rate:{user_id}:{window}"
+    cache.add(key, 0, timeout=seconds + 1)
+    if cache.incr(key) > count:
+        retry_after = round((window + 1) * seconds - now, 3)
+        raise RateLimited(f"Too many messages: {count} per {seconds} s.", retry_after=retry_after)
+
+
+# One statement takes the room's row lock, allocates the next seq and reads
+# what may refuse the send (locked room, muted or banned author).
+_NEXT_SEQ_SQL = """
+UPDATE {room} SET last_seq = last_seq + 1 WHERE id = %s
+RETURNING last_seq, is_locked,
+  (SELECT CASE WHEN is_banned THEN 2 WHEN muted_until > %s THEN 1 ELSE 0 END
+   FROM {membership} WHERE room_id = %s AND user_id = %s)
+"""
+
+
+def _store_message(*, room: Room, author, body: str, client_id: str | None) -> Posted:
+    _check_rate(author.pk)
+    now = timezone.now()
+    sql = _NEXT_SEQ_SQL.format(room=Room._meta.db_table, membership=Membership._meta.db_table)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    sql,
+                    [room.pk, connection.ops.adapt_datetimefield_value(now), room.pk, author.pk],
+                )
+                seq, locked, standing = cursor.fetchone()
+            if locked:
+                raise Locked("This room is locked: it is read-only.")
+            if standing == 2:
+                raise Forbidden("You are banned from this room.")
+            if standing == 1:
+                raise _muted_error(room=room, user=author)
+            message = Message.objects.create(
+                room=room, seq=seq, author=author, body=body, client_id=client_id
+            )
+    except IntegrityError:
+        if client_id is None:
+            raise
+        # The unique (room, author, client_id) caught a retry: answer with the
+        # first message's ack, store nothing.
+        message = Message.objects.select_related("room", "author").get(
+            room=room, author=author, client_id=client_id
+        )
+        return Posted(message=message, created=False)
+    message.room, message.author = room, author
+    return Posted(message=message, created=True)
+
+
+def _muted_error(*, room: Room, user) -> Muted:
+    until = (
+        Membership.objects.filter(room=room, user=user)
+        .values_list("muted_until", flat=True)
+        .first()
+    )
+    if until is None or until.year >= 9999:
+        return Muted("You are muted in this room.")
+    return Muted(f"You are muted in this room until {wire.iso_utc(until)}.")
+
+
+async def post_message(*, room: Room, author, body: str, client_id: str | None) -> Posted:
+    """Store a message (idempotent per client_id) and broadcast it to the room."""
+    posted = await database_sync_to_async(_store_message)(
+        room=room, author=author, body=body, client_id=client_id
+    )
+    if posted.created:
+        await _layer().group_send(
+            room_group(room.pk),
+            {
+                "type": "room.message",
+                "seq": posted.message.seq,
+                "text": wire.message_frame(posted.message),
+            },
+        )
+    return posted
+
+
+async def notify_typing(*, room: Room, user, sender_channel: str) -> None:
+    await _layer().group_send(
+        room_group(room.pk),
+        {
+            "type": "room.frame",
+            "text": wire.frame("typing", user=user.username),
+            "skip": sender_channel,
+        },
+    )
+
+
+# ---------------------------------------------------------------- presence
+
+
+async def _announce(room_id: int, kind: str, usernames) -> None:
+    for username in usernames:
+        await _layer().group_send(
+            room_group(room_id), {"type": "room.frame", "text": wire.frame(kind, user=username)}
+        )
+
+
+async def open_presence(*, room: Room, user, channel_name: str) -> list[str]:
+    """Mark a socket online; announce `join` for the user's first socket.
+    Returns who is online."""
+    result = await presence.get_store().open(room.pk, user.username, channel_name)
+    await _announce(room.pk, "leave", [u for u in result.expired if u not in result.online])
+    if result.joined:
+        await _announce(room.pk, "join", [user.username])
+    _local_sockets.setdefault(room.pk, {})[channel_name] = user.username
+    _ensure_heartbeat()
+    return result.online
+
+
+async def close_presence(*, room: Room, user, channel_name: str) -> None:
+    sockets = _local_sockets.get(room.pk, {})
+    sockets.pop(channel_name, None)
+    if not sockets:
+        _local_sockets.pop(room.pk, None)
+    if await presence.get_store().close(room.pk, user.username, channel_name):
+        await _announce(room.pk, "leave", [user.username])
+
+
+# This worker's open sockets, {room_id: {channel_name: username}}: refreshed in
+# the store on one heartbeat for the whole process, not a timer per socket.
+_local_sockets: dict[int, dict[str, str]] = {}
+_heartbeats: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+
+def _ensure_heartbeat() -> None:
+    loop = asyncio.get_running_loop()
+    task = _heartbeats.get(loop)
+    if task is None or task.done():
+        _heartbeats[loop] = loop.create_task(_heartbeat_forever())
+
+
+async def _heartbeat_forever() -> None:
+    interval = max(settings.CHAT_PRESENCE_TTL / 3, 0.2)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await heartbeat_once()
+        except Exception:  # Redis away for a moment: try again next beat
+            logger.exception("presence heartbeat failed")
+
+
+async def heartbeat_once() -> None:
+    """Refresh this worker's sockets and sweep out the expired sockets of dead
+    workers, announcing `leave` for users who have none left."""
+    store = presence.get_store()
+    for room_id, sockets in list(_local_sockets.items()):
+        result = await store.heartbeat(room_id, dict(sockets))
+        await _announce(room_id, "leave", result.expired)
+        await _announce(room_id, "join", result.returned)
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def end_session(*, session_key: str) -> None:
+    """Close every socket opened with this login session (logout)."""
+    _broadcast_sync(session_group(session_key), {"type": "socket.close", "code": 4401})

@@ -1,0 +1,58 @@
+"""Server frames, encoded once: a broadcast is serialized a single time and the
+same text goes to every recipient."""
+
+from __future__ import annotations
+
+import json
+
+from .models import Message, Room
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def iso_utc(value) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def message_object(message: Message) -> dict:
+    return {
+        "id": message.id,
+        "seq": message.seq,
+        "room": message.room.slug,
+        "user": message.author.username,
+        "body": message.body,
+        "created": iso_utc(message.created),
+        "client_id": message.client_id,
+    }
+
+
+def frame(kind: str, **fields) -> str:
+    return _dumps({"type": kind, **fields})
+
+
+def message_frame(message: Message) -> str:
+    return frame("message", message=message_object(message))
+
+
+def history_frame(messages: list[Message], has_more: bool) -> str:
+    return frame("history", messages=[message_object(m) for m in messages], has_more=has_more)
+
+
+def hello_frame(*, username: str, room: Room, online: list[str], last_seq: int) -> str:
+    return frame(
+        "hello",
+        user=username,
+        room={"slug": room.slug, "name": room.name},
+        online=online,
+        last_seq=last_seq or None,
+    )
+
+
+def ack_frame(message: Message) -> str:
+    return frame("ack", client_id=message.client_id, id=message.id, seq=message.seq)
+
+
+def error_frame(code: str, detail: str, retry_after: float | None = None) -> str:
+    if retry_after is None:
+        return frame("error", code=code, detail=detail)
+    return frame("error", code=code, detail=detail, retry_after=retry_after)

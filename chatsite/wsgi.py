@@ -1,0 +1,8 @@
+"""WSGI entry point (HTTP pages only; live chat needs the ASGI application)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+application = get_wsgi_application()

@@ -1,0 +1,233 @@
+"""Shared fixtures: users and rooms, authenticated WebSocket communicators, a
+real Redis (the configured one, or a throwaway redis-server started here), and
+live Daphne processes for the browser and multi-worker tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from chat import presence, services
+from tests.servers import redis_server_url
+
+TIMEOUT = 5  # seconds to wait for any one expected frame
+
+
+# ---------------------------------------------------------------- channel layers
+
+
+def _reset_layers():
+    channel_layers.backends.clear()
+    presence.reset_store()
+    services._local_sockets.clear()
+    services._heartbeats.clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_layers(settings):
+    """Every test starts with a fresh in-memory layer and presence store."""
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
+    settings.REDIS_URL = ""
+    _reset_layers()
+    yield
+    _reset_layers()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """REDIS_URL when set, else a throwaway redis-server for this test run."""
+    with redis_server_url() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_layer(settings, redis_url):
+    """Channel layer, presence and cache on the real Redis, under a prefix of
+    this test's own. Alias `worker2` is a second layer instance on the same
+    Redis: a consumer on it behaves as one on another worker."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    layer = {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [redis_url], "prefix": prefix},
+    }
+    settings.CHANNEL_LAYERS = {"default": layer, "worker2": layer}
+    settings.REDIS_URL = redis_url
+    settings.CHAT_PRESENCE_PREFIX = prefix
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    _reset_layers()
+    yield redis_url
+    _reset_layers()
+
+
+# ---------------------------------------------------------------- users and rooms
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username, password="a-long-test-password", **extra):
+        return django_user_model.objects.create_user(username=username, password=password, **extra)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def carol(make_user):
+    return make_user("carol")
+
+
+@pytest.fixture
+def room(alice):
+    return services.create_room(owner=alice, name="General")
+
+
+@pytest.fixture
+def private_room(alice):
+    return services.create_room(owner=alice, name="Secret plans", is_private=True)
+
+
+def session_cookie_for(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+# ---------------------------------------------------------------- communicators
+
+
+class ChatSocket:
+    """A WebsocketCommunicator that speaks JSON frames and waits for the frame
+    it expects (with a timeout) instead of sleeping."""
+
+    def __init__(self, communicator: WebsocketCommunicator):
+        self.comm = communicator
+        self.close_code = None
+
+    async def send(self, **frame):
+        await self.comm.send_to(text_data=json.dumps(frame))
+
+    async def send_raw(self, text=None, bytes_data=None):
+        await self.comm.send_to(text_data=text, bytes_data=bytes_data)
+
+    async def recv(self, timeout=TIMEOUT) -> dict:
+        message = await self.comm.receive_output(timeout)
+        if message["type"] == "websocket.close":
+            self.close_code = message.get("code")
+            raise AssertionError(f"socket closed with {self.close_code}")
+        return json.loads(message["text"])
+
+    async def expect(self, kind: str, timeout=TIMEOUT, **match) -> dict:
+        """Read frames until one of type `kind` (matching `match`) arrives."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen = []
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind} frame {match or ''} within {timeout}s; saw {seen}")
+            try:
+                frame = await self.recv(remaining)
+            except TimeoutError:
+                raise AssertionError(
+                    f"no {kind} frame {match or ''} within {timeout}s; saw {seen}"
+                ) from None
+            if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
+                return frame
+            seen.append(frame)
+
+    async def expect_closed(self, code: int, timeout=TIMEOUT):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            message = await self.comm.receive_output(max(deadline - loop.time(), 0.01))
+            if message["type"] == "websocket.close":
+                assert message.get("code") == code, message
+                return
+
+    async def nothing(self, timeout=0.3) -> None:
+        """Assert that no frame arrives (a bounded wait for an absence)."""
+        assert await self.comm.receive_nothing(timeout), "expected no frame"
+
+    async def close(self):
+        await self.comm.disconnect()
+
+
+@pytest.fixture
+async def connect():
+    """connect(user, slug, after=None) -> (ChatSocket, hello, history) for an
+    authenticated socket through the whole ASGI stack (origin check, session
+    auth, routing). Closes every socket at the end of the test."""
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import URLRouter
+    from channels.security.websocket import AllowedHostsOriginValidator
+    from django.urls import re_path
+
+    from chat.consumers import RoomConsumer
+    from chatsite.asgi import application
+
+    opened: list[ChatSocket] = []
+
+    async def open_socket(
+        user, slug, after=None, *, origin="http://localhost", layer_alias=None, expect_hello=True
+    ):
+        headers = [(b"origin", origin.encode())] if origin else []
+        if user is not None:
+            cookie = await sync_to_async(session_cookie_for)(user)
+            headers.append((b"cookie", f"sessionid={cookie}".encode()))
+        path = f"/ws/rooms/{slug}/" + (f"?after={after}" if after is not None else "")
+        app = application
+        if layer_alias:
+            app = AllowedHostsOriginValidator(
+                AuthMiddlewareStack(
+                    URLRouter(
+                        [
+                            re_path(
+                                r"^ws/rooms/(?P<slug>[^/]+)/$",
+                                RoomConsumer.as_asgi(channel_layer_alias=layer_alias),
+                            ),
+                        ]
+                    )
+                )
+            )
+        comm = WebsocketCommunicator(app, path, headers=headers)
+        connected, code = await comm.connect(TIMEOUT)
+        socket = ChatSocket(comm)
+        socket.connected, socket.handshake_code = connected, code
+        opened.append(socket)
+        if not (connected and expect_hello):
+            return socket, None, None
+        hello = await socket.recv()
+        history = await socket.recv()
+        assert hello["type"] == "hello" and history["type"] == "history", (hello, history)
+        return socket, hello, history
+
+    yield open_socket
+    for socket in opened:
+        try:
+            await socket.close()
+        except Exception:
+            pass
