@@ -75,6 +75,7 @@ def room(request, slug):
             "can_add_members": can_add_members,
             "members": selectors.room_members(room=room) if room.is_private else [],
             "member_form": AddMemberForm(),
+            "max_length": settings.CHAT_MAX_MESSAGE_LENGTH,
         },
     )
 
