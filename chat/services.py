@@ -244,10 +244,11 @@ async def notify_typing(*, room: Room, user, sender_channel: str) -> None:
 # ---------------------------------------------------------------- presence
 
 
-async def _announce(room_id: int, kind: str, usernames) -> None:
+async def _announce(room_id: int, kind: str, usernames, skip: str | None = None) -> None:
     for username in usernames:
         await _layer().group_send(
-            room_group(room_id), {"type": "room.frame", "text": wire.frame(kind, user=username)}
+            room_group(room_id),
+            {"type": "room.frame", "text": wire.frame(kind, user=username), "skip": skip},
         )
 
 
@@ -256,8 +257,8 @@ async def open_presence(*, room: Room, user, channel_name: str) -> list[str]:
     Returns who is online."""
     result = await presence.get_store().open(room.pk, user.username, channel_name)
     await _announce(room.pk, "leave", [u for u in result.expired if u not in result.online])
-    if result.joined:
-        await _announce(room.pk, "join", [user.username])
+    if result.joined:  # the joining socket has it in its hello already
+        await _announce(room.pk, "join", [user.username], skip=channel_name)
     _local_sockets.setdefault(room.pk, {})[channel_name] = user.username
     _ensure_heartbeat()
     return result.online

@@ -12,12 +12,20 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import Client
 
 from chat import presence, services
 from tests.servers import redis_server_url
 
 TIMEOUT = 5  # seconds to wait for any one expected frame
+
+
+class FastPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """Same algorithm name, few iterations: the hash records its iteration
+    count, so live Daphne servers (default hashers) still verify it."""
+
+    iterations = 1000
 
 
 # ---------------------------------------------------------------- channel layers
@@ -33,6 +41,7 @@ def _reset_layers():
 @pytest.fixture(autouse=True)
 def fresh_layers(settings):
     """Every test starts with a fresh in-memory layer and presence store."""
+    settings.PASSWORD_HASHERS = ["tests.conftest.FastPBKDF2PasswordHasher"]
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
     }
@@ -126,6 +135,7 @@ class ChatSocket:
     def __init__(self, communicator: WebsocketCommunicator):
         self.comm = communicator
         self.close_code = None
+        self.backlog: list[dict] = []
 
     async def send(self, **frame):
         await self.comm.send_to(text_data=json.dumps(frame))
@@ -141,23 +151,31 @@ class ChatSocket:
         return json.loads(message["text"])
 
     async def expect(self, kind: str, timeout=TIMEOUT, **match) -> dict:
-        """Read frames until one of type `kind` (matching `match`) arrives."""
+        """The first frame of type `kind` (matching `match`). Frames skipped on
+        the way are kept, in order, for later calls."""
+
+        def matches(frame):
+            return frame["type"] == kind and all(frame.get(k) == v for k, v in match.items())
+
+        for frame in self.backlog:
+            if matches(frame):
+                self.backlog.remove(frame)
+                return frame
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        seen = []
         while True:
             remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"no {kind} frame {match or ''} within {timeout}s; saw {seen}")
             try:
+                if remaining <= 0:
+                    raise TimeoutError
                 frame = await self.recv(remaining)
             except TimeoutError:
                 raise AssertionError(
-                    f"no {kind} frame {match or ''} within {timeout}s; saw {seen}"
+                    f"no {kind} frame {match or ''} within {timeout}s; saw {self.backlog}"
                 ) from None
-            if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
+            if matches(frame):
                 return frame
-            seen.append(frame)
+            self.backlog.append(frame)
 
     async def expect_closed(self, code: int, timeout=TIMEOUT):
         loop = asyncio.get_running_loop()
@@ -170,6 +188,7 @@ class ChatSocket:
 
     async def nothing(self, timeout=0.3) -> None:
         """Assert that no frame arrives (a bounded wait for an absence)."""
+        assert not self.backlog, f"unread frames: {self.backlog}"
         assert await self.comm.receive_nothing(timeout), "expected no frame"
 
     async def close(self):

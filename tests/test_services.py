@@ -1,0 +1,168 @@
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.utils import timezone
+
+from chat import services
+from chat.models import Membership, Message, Room
+
+
+@pytest.mark.django_db
+class TestRooms:
+    def test_create_room_derives_slug_and_makes_owner(self, alice):
+        room = services.create_room(owner=alice, name="  Coffee & Tea Talk! ")
+        assert room.slug == "coffee-tea-talk"
+        assert room.name == "Coffee & Tea Talk!"
+        assert Membership.objects.get(room=room, user=alice).role == "owner"
+
+    def test_slug_is_at_most_50_characters(self, alice):
+        room = services.create_room(owner=alice, name="a" * 100)
+        assert room.slug == "a" * 50
+
+    def test_duplicate_slug_is_refused(self, alice, bob):
+        services.create_room(owner=alice, name="General")
+        with pytest.raises(services.InvalidInput, match="exists already"):
+            services.create_room(owner=bob, name="general!")
+        assert Room.objects.count() == 1
+
+    @pytest.mark.parametrize("name", ["", "   ", "!!!", "日本語"])
+    def test_name_without_letters_or_digits_is_refused(self, alice, name):
+        with pytest.raises(services.InvalidInput):
+            services.create_room(owner=alice, name=name)
+        assert Room.objects.count() == 0
+
+    def test_owner_adds_member(self, private_room, alice, bob):
+        services.add_member(room=private_room, actor=alice, username="bob")
+        assert Membership.objects.filter(room=private_room, user=bob).exists()
+
+    def test_non_owner_cannot_add_member(self, private_room, bob, carol):
+        with pytest.raises(services.Forbidden):
+            services.add_member(room=private_room, actor=bob, username="carol")
+        assert not Membership.objects.filter(room=private_room, user=carol).exists()
+
+    def test_unknown_username(self, private_room, alice):
+        with pytest.raises(services.InvalidInput, match="no user called 'nobody'"):
+            services.add_member(room=private_room, actor=alice, username="nobody")
+
+
+def store(room, author, body="hello", client_id=None):
+    return services._store_message(room=room, author=author, body=body, client_id=client_id)
+
+
+@pytest.mark.django_db
+class TestStoreMessage:
+    def test_seq_counts_up_per_room(self, alice, room):
+        other = services.create_room(owner=alice, name="Other")
+        assert [store(room, alice).message.seq for _ in range(3)] == [1, 2, 3]
+        assert store(other, alice).message.seq == 1
+        room.refresh_from_db()
+        assert room.last_seq == 3
+
+    def test_repeated_client_id_is_stored_once(self, alice, bob, room):
+        first = store(room, alice, "once", "c-1")
+        again = store(room, alice, "once", "c-1")
+        assert first.created and not again.created
+        assert again.message.id == first.message.id and again.message.seq == first.message.seq
+        # another author may use the same client_id
+        assert store(room, bob, "mine", "c-1").created
+        assert Message.objects.filter(room=room).count() == 2
+        room.refresh_from_db()
+        assert room.last_seq == 2  # the refused duplicate used no seq
+
+    def test_locked_room_refuses_and_stores_nothing(self, alice, room):
+        Room.objects.filter(pk=room.pk).update(is_locked=True)
+        with pytest.raises(services.Locked):
+            store(room, alice)
+        room.refresh_from_db()
+        assert room.last_seq == 0 and not Message.objects.exists()
+
+    def test_muted_author_is_refused_until_the_mute_ends(self, alice, bob, room):
+        until = timezone.now() + timedelta(minutes=5)
+        Membership.objects.create(room=room, user=bob, muted_until=until)
+        with pytest.raises(services.Muted, match="until"):
+            store(room, bob)
+        Membership.objects.filter(room=room, user=bob).update(
+            muted_until=timezone.now() - timedelta(seconds=1)
+        )
+        assert store(room, bob).message.seq == 1
+
+    def test_rate_limit(self, settings, alice, bob, room):
+        settings.CHAT_RATE_LIMIT = (3, 60)
+        for _ in range(3):
+            store(room, alice)
+        with pytest.raises(services.RateLimited) as caught:
+            store(room, alice)
+        assert 0 < caught.value.retry_after <= 60
+        assert store(room, bob).created  # the limit is per user
+        assert Message.objects.filter(author=alice).count() == 3
+
+    def test_rate_limit_off(self, settings, alice, room):
+        settings.CHAT_RATE_LIMIT = None
+        for _ in range(30):
+            store(room, alice)
+        assert Message.objects.count() == 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_get_unique_gapless_seqs(settings, alice, bob, room):
+    """Writers on separate database connections (as on separate workers):
+    every message gets its own seq, with no gaps."""
+    settings.CHAT_RATE_LIMIT = None
+    per_thread, threads = 15, 4
+    errors = []
+
+    def write(author, tag):
+        try:
+            for i in range(per_thread):
+                store(room, author, f"{tag}-{i}", f"{tag}-{i}")
+        except Exception as error:  # surfaced below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    workers = [
+        threading.Thread(target=write, args=(alice if n % 2 else bob, f"t{n}"))
+        for n in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert not errors
+    seqs = sorted(Message.objects.filter(room=room).values_list("seq", flat=True))
+    assert seqs == list(range(1, per_thread * threads + 1))
+    # within one writer, later messages have higher seqs (commit order)
+    for n in range(threads):
+        mine = Message.objects.filter(body__startswith=f"t{n}-").order_by("id")
+        assert [m.seq for m in mine] == sorted(m.seq for m in mine)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_post_message_broadcasts_once_per_new_message(alice, room):
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(services.room_group(room.pk), channel)
+    posted = await services.post_message(room=room, author=alice, body="hi", client_id="x")
+    event = await layer.receive(channel)
+    assert event["type"] == "room.message" and event["seq"] == posted.message.seq
+    frame = json.loads(event["text"])
+    assert frame["type"] == "message"
+    assert frame["message"] | {"created": None, "id": None} == {
+        "id": None,
+        "seq": 1,
+        "room": "general",
+        "user": "alice",
+        "body": "hi",
+        "created": None,
+        "client_id": "x",
+    }
+    assert frame["message"]["created"].endswith("Z")
+    # a retry is answered, not broadcast again
+    again = await services.post_message(room=room, author=alice, body="hi", client_id="x")
+    assert not again.created
+    await services.post_message(room=room, author=alice, body="next", client_id=None)
+    assert (await layer.receive(channel))["seq"] == 2
