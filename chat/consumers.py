@@ -30,6 +30,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # hop before every handler, group forwards included: about half the
         # CPU per delivered message when measured. Every database access here
         # goes through database_sync_to_async, which does that cleanup itself.
+        if self.room is None and message["type"].startswith(("room.", "socket.")):
+            return  # left the room already; events still queued are moot
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -104,14 +106,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.groups_joined = tuple(groups)
 
     async def disconnect(self, code):
+        await self._leave()
+
+    async def _leave(self):
+        """Leave groups and presence, once, whoever closed the socket."""
+        room, self.room = self.room, None
+        if room is None:
+            return
         if self.gap_timer:
             self.gap_timer.cancel()
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
-        if self.room is not None:
-            await services.close_presence(
-                room=self.room, user=self.user, channel_name=self.channel_name
-            )
+        await services.close_presence(room=room, user=self.user, channel_name=self.channel_name)
+
+    async def _close_with(self, code: int):
+        await self.close(code)
+        await self._leave()  # at once: no frame of this room may follow the close
 
     # ------------------------------------------------------------ client frames
 
@@ -120,7 +130,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return  # closing already
         raw = text_data if text_data is not None else bytes_data
         if _too_large(raw):
-            await self.close(CLOSE_FRAME_TOO_LARGE)
+            await self._close_with(CLOSE_FRAME_TOO_LARGE)
             return
         if text_data is None:
             await self._send_error("bad_request", "binary frames are not accepted; send JSON text")
@@ -144,8 +154,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
             posted = await services.post_message(
                 room=self.room, author=self.user, body=frame.body, client_id=frame.client_id
             )
+        except services.Forbidden:
+            await self._close_with(CLOSE_NO_ACCESS)  # banned a moment ago
+            return
         except services.ServiceError as error:
-            await self._send_error(error.code, error.detail, error.retry_after)
+            await self._send_error(error.code, error.detail, **error.fields)
             return
         await self.send(wire.ack_frame(posted.message))
 
@@ -164,8 +177,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         await self.send(wire.history_frame(page.messages, page.has_more))
 
-    async def _send_error(self, code: str, detail: str, retry_after: float | None = None):
-        await self.send(wire.error_frame(code, detail, retry_after))
+    async def _send_error(self, code: str, detail: str, **fields):
+        await self.send(wire.error_frame(code, detail, **fields))
 
     # ------------------------------------------------------------ group events
 
@@ -230,9 +243,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
         return asyncio.get_running_loop().call_later(delay, fire)
 
+    async def room_ban(self, event):
+        """A moderator banned a user from this room: close that user's sockets."""
+        if event["user_id"] == self.user.pk:
+            await self._close_with(CLOSE_NO_ACCESS)
+
     async def socket_close(self, event):
         """The session ended (logout) or the account was deactivated."""
-        await self.close(event["code"])
+        await self._close_with(event["code"])
 
 
 def _too_large(raw) -> bool:

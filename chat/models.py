@@ -107,3 +107,88 @@ class Message(models.Model):
 
     def __str__(self):
         return f"#{self.seq} in {self.room} by {self.author}"
+
+
+class Report(models.Model):
+    """A user's report of a message, queued for moderators."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        RESOLVED = "resolved"
+        DISMISSED = "dismissed"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports_made"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created = models.DateTimeField(auto_now_add=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "reporter"], name="one_report_per_reporter"),
+        ]
+
+    def __str__(self):
+        return f"Report of {self.message} by {self.reporter}"
+
+
+class ModerationLog(models.Model):
+    """Append-only: who did what to whom, when and why. Written by the
+    moderation services, whichever door (admin or room page) the action came
+    through; the admin shows it read-only."""
+
+    class Action(models.TextChoices):
+        REMOVE_MESSAGE = "remove_message", "removed a message"
+        RESTORE_MESSAGE = "restore_message", "restored a message"
+        BAN = "ban", "banned"
+        UNBAN = "unban", "unbanned"
+        MUTE = "mute", "muted"
+        UNMUTE = "unmute", "unmuted"
+        LOCK = "lock", "locked the room"
+        UNLOCK = "unlock", "unlocked the room"
+        DEACTIVATE = "deactivate", "deactivated the account"
+        REACTIVATE = "reactivate", "reactivated the account"
+        SET_ROLE = "set_role", "changed the role"
+        RESOLVE_REPORT = "resolve_report", "resolved a report"
+        DISMISS_REPORT = "dismiss_report", "dismissed a report"
+
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    action = models.CharField(max_length=20, choices=Action.choices)
+    room = models.ForeignKey(
+        Room, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    target_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    # A readable account that survives deletion of the rows named above.
+    summary = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "moderation log entry"
+        verbose_name_plural = "moderation log"
+
+    def __str__(self):
+        return self.summary

@@ -75,3 +75,39 @@ def messages_after(*, room: Room, after: int, upto: int | None = None) -> Histor
     messages = list(_with_authors(queryset).order_by("seq"))
     has_more = Message.objects.visible().filter(room=room, seq__lte=after).exists()
     return HistoryPage(messages=messages, has_more=has_more)
+
+
+# Who may moderate whom: an actor acts only on someone of lower rank.
+RANK_STAFF, RANK_OWNER, RANK_MODERATOR, RANK_MEMBER = 3, 2, 1, 0
+_ROLE_RANK = {
+    Membership.Role.OWNER: RANK_OWNER,
+    Membership.Role.MODERATOR: RANK_MODERATOR,
+    Membership.Role.MEMBER: RANK_MEMBER,
+}
+
+
+def moderation_rank(*, user, room: Room) -> int:
+    if user.is_staff and user.is_active:
+        return RANK_STAFF
+    membership = membership_of(room=room, user=user)
+    if membership is None or membership.is_banned:
+        return RANK_MEMBER
+    return _ROLE_RANK[membership.role]
+
+
+def can_moderate(*, user, room: Room) -> bool:
+    return moderation_rank(user=user, room=room) >= RANK_MODERATOR
+
+
+def message_in_context(*, message: Message, around: int = 3) -> list[Message]:
+    """The message with a few of its neighbours (removed ones included), for
+    moderators reading a report."""
+    return list(
+        _with_authors(
+            Message.objects.filter(
+                room_id=message.room_id,
+                seq__gte=message.seq - around,
+                seq__lte=message.seq + around,
+            )
+        ).order_by("seq")
+    )

@@ -9,3 +9,22 @@ urlpatterns = [
     path("rooms/<str:slug>/", views.room, name="room"),
     path("rooms/<str:slug>/members/", views.add_member, name="add_member"),
 ]
+
+# Moderation from the room page (owners, room moderators, staff) and reports.
+urlpatterns += [
+    path(
+        "rooms/<str:slug>/messages/<int:message_id>/remove/",
+        views.remove_message,
+        name="remove_message",
+    ),
+    path(
+        "rooms/<str:slug>/messages/<int:message_id>/report/",
+        views.report_message,
+        name="report_message",
+    ),
+    path(
+        "rooms/<str:slug>/users/<str:username>/<str:action>/",
+        views.moderate_user,
+        name="moderate_user",
+    ),
+]

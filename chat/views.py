@@ -1,18 +1,21 @@
+from datetime import timedelta
+
 import redis
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
 from .forms import AddMemberForm, RoomForm
-from .models import Membership
+from .models import Membership, Message
 
 
 def signup(request):
@@ -66,6 +69,7 @@ def room(request, slug):
     room = _room_or_404(request, slug)
     membership = services.join_room(room=room, user=request.user)
     can_add_members = request.user.is_staff or membership.role == Membership.Role.OWNER
+    can_moderate = selectors.can_moderate(user=request.user, room=room)
     return render(
         request,
         "chat/room.html",
@@ -76,6 +80,7 @@ def room(request, slug):
             "members": selectors.room_members(room=room) if room.is_private else [],
             "member_form": AddMemberForm(),
             "max_length": settings.CHAT_MAX_MESSAGE_LENGTH,
+            "can_moderate": can_moderate,
         },
     )
 
@@ -127,3 +132,80 @@ def healthz(request):
     if problems:
         return JsonResponse({"status": "error", **problems}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+# ---------------------------------------------------------------- moderation
+# The room page calls these with fetch(); answers are JSON so the page can
+# show the outcome. Same services as the admin, so the same checks and log.
+
+
+def _json_error(status: int, detail: str) -> JsonResponse:
+    return JsonResponse({"ok": False, "detail": detail}, status=status)
+
+
+def _room_message_or_404(request, slug, message_id):
+    room = _room_or_404(request, slug)
+    message = Message.objects.select_related("room", "author").filter(room=room, pk=message_id)
+    if not message:
+        raise Http404("No such message.")
+    return message[0]
+
+
+@login_required
+@require_POST
+def remove_message(request, slug, message_id):
+    message = _room_message_or_404(request, slug, message_id)
+    try:
+        services.remove_message(
+            message=message, actor=request.user, reason=request.POST.get("reason", "")
+        )
+    except services.ServiceError as error:
+        return _json_error(403, error.detail)
+    return JsonResponse({"ok": True})
+
+
+@login_required
+@require_POST
+def report_message(request, slug, message_id):
+    message = _room_message_or_404(request, slug, message_id)
+    try:
+        services.report_message(
+            message=message, reporter=request.user, reason=request.POST.get("reason", "")
+        )
+    except services.ServiceError as error:
+        return _json_error(400, error.detail)
+    return JsonResponse({"ok": True})
+
+
+MUTE_CHOICES = {"10": 10, "60": 60, "1440": 1440}  # minutes; absent = until unmuted
+
+
+@login_required
+@require_POST
+def moderate_user(request, slug, username, action):
+    room = _room_or_404(request, slug)
+    target = get_user_model().objects.filter(username=username).first()
+    if target is None:
+        raise Http404("No such user.")
+    reason = request.POST.get("reason", "")
+    common = {"room": room, "user": target, "actor": request.user, "reason": reason}
+    try:
+        if action == "ban":
+            services.ban_user(**common)
+        elif action == "unban":
+            services.unban_user(**common)
+        elif action == "mute":
+            minutes = request.POST.get("minutes", "")
+            if minutes and minutes not in MUTE_CHOICES:
+                return _json_error(400, "minutes must be one of 10, 60, 1440, or absent.")
+            until = timezone.now() + timedelta(minutes=MUTE_CHOICES[minutes]) if minutes else None
+            services.mute_user(until=until, **common)
+        elif action == "unmute":
+            services.unmute_user(**common)
+        else:
+            raise Http404("No such action.")
+    except services.Forbidden as error:
+        return _json_error(403, error.detail)
+    except services.ServiceError as error:
+        return _json_error(400, error.detail)
+    return JsonResponse({"ok": True})

@@ -52,7 +52,6 @@ def ack_frame(message: Message) -> str:
     return frame("ack", client_id=message.client_id, id=message.id, seq=message.seq)
 
 
-def error_frame(code: str, detail: str, retry_after: float | None = None) -> str:
-    if retry_after is None:
-        return frame("error", code=code, detail=detail)
-    return frame("error", code=code, detail=detail, retry_after=retry_after)
+def error_frame(code: str, detail: str, **fields) -> str:
+    """`fields`: retry_after (rate_limited), until (a timed mute)."""
+    return frame("error", code=code, detail=detail, **fields)

@@ -1,0 +1,537 @@
+"""The Django admin as the moderation console.
+
+Every moderation change goes through chat.services (bulk actions, and edits of
+moderated fields in the change forms alike), so that it reaches open sockets
+at once and is written to the moderation log.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+
+from . import selectors, services
+from .models import Membership, Message, ModerationLog, Report, Room
+
+User = get_user_model()
+
+MUTE_DURATIONS = {
+    "": None,
+    "10m": timedelta(minutes=10),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "1w": timedelta(weeks=1),
+}
+
+
+class ModerationActionForm(ActionForm):
+    """Beside the action drop-down: why (written to the log) and, for mutes,
+    for how long."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.TextInput(attrs={"placeholder": "Reason (optional)"}),
+    )
+    mute_for = forms.ChoiceField(
+        required=False,
+        label="Mute for",
+        choices=[
+            ("", "until unmuted"),
+            ("10m", "10 minutes"),
+            ("1h", "1 hour"),
+            ("1d", "1 day"),
+            ("1w", "1 week"),
+        ],
+    )
+
+
+def _reason(request) -> str:
+    return request.POST.get("reason", "").strip()
+
+
+def _apply(modeladmin, request, objects, do, done: str) -> None:
+    """Run a service on each selected object; report what changed and what
+    was refused (a refusal changes nothing for that object)."""
+    changed = refused = 0
+    for obj in objects:
+        try:
+            if do(obj) is not False:
+                changed += 1
+        except services.ServiceError as error:
+            refused += 1
+            modeladmin.message_user(request, f"{obj}: {error.detail}", messages.ERROR)
+    if changed:
+        modeladmin.message_user(request, f"{done}: {changed}.", messages.SUCCESS)
+    elif not refused:
+        modeladmin.message_user(request, "Nothing to change.", messages.INFO)
+
+
+def _admin_link(obj, text=None):
+    if obj is None:
+        return "—"
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, text or str(obj))
+
+
+# ---------------------------------------------------------------- rooms
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    fields = ["user", "role", "is_banned", "muted_until", "created"]
+    readonly_fields = ["user", "role", "is_banned", "muted_until", "created"]
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Room)
+class RoomAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "slug",
+        "owner",
+        "is_private",
+        "is_locked",
+        "member_count",
+        "last_seq",
+        "created",
+    ]
+    list_filter = ["is_private", "is_locked", "created"]
+    search_fields = ["name", "slug", "owner__username"]
+    readonly_fields = ["last_seq", "created", "is_locked"]
+    autocomplete_fields = ["owner"]
+    inlines = [MembershipInline]
+    actions = ["lock_rooms", "unlock_rooms"]
+    action_form = ModerationActionForm
+
+    @admin.display(description="members")
+    def member_count(self, room):
+        return room.memberships.filter(is_banned=False).count()
+
+    @admin.action(description="Lock selected rooms (read-only)")
+    def lock_rooms(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset,
+            lambda room: services.set_room_locked(
+                room=room, actor=request.user, locked=True, reason=_reason(request)
+            ),
+            "Locked",
+        )
+
+    @admin.action(description="Unlock selected rooms")
+    def unlock_rooms(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset,
+            lambda room: services.set_room_locked(
+                room=room, actor=request.user, locked=False, reason=_reason(request)
+            ),
+            "Unlocked",
+        )
+
+
+# ---------------------------------------------------------------- memberships
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "room", "role", "is_banned", "muted_until", "created"]
+    list_filter = ["role", "is_banned", "room"]
+    search_fields = ["user__username", "room__name", "room__slug"]
+    list_select_related = ["user", "room"]
+    autocomplete_fields = ["user", "room"]
+    # Ban and mute state change only through the actions, which reach open
+    # sockets and write the log.
+    readonly_fields = ["is_banned", "muted_until", "created"]
+    actions = ["ban", "unban", "mute", "unmute", "make_moderator", "make_member"]
+    action_form = ModerationActionForm
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:  # room and user of an existing membership are fixed
+            return [*self.readonly_fields, "room", "user"]
+        return self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change and "role" in form.changed_data:
+            try:
+                services.set_role(room=obj.room, user=obj.user, role=obj.role, actor=request.user)
+            except services.ServiceError as error:
+                self.message_user(request, error.detail, messages.ERROR)
+            return
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Ban selected users from their rooms (closes their sockets)")
+    def ban(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset.select_related("room", "user"),
+            lambda m: services.ban_user(
+                room=m.room, user=m.user, actor=request.user, reason=_reason(request)
+            ),
+            "Banned",
+        )
+
+    @admin.action(description="Unban selected users")
+    def unban(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset.select_related("room", "user"),
+            lambda m: services.unban_user(
+                room=m.room, user=m.user, actor=request.user, reason=_reason(request)
+            ),
+            "Unbanned",
+        )
+
+    @admin.action(description="Mute selected users (for the time chosen beside)")
+    def mute(self, request, queryset):
+        duration = MUTE_DURATIONS.get(request.POST.get("mute_for", ""))
+        until = timezone.now() + duration if duration else None
+        _apply(
+            self,
+            request,
+            queryset.select_related("room", "user"),
+            lambda m: services.mute_user(
+                room=m.room, user=m.user, actor=request.user, until=until, reason=_reason(request)
+            ),
+            "Muted",
+        )
+
+    @admin.action(description="Unmute selected users")
+    def unmute(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset.select_related("room", "user"),
+            lambda m: services.unmute_user(
+                room=m.room, user=m.user, actor=request.user, reason=_reason(request)
+            ),
+            "Unmuted",
+        )
+
+    @admin.action(description="Make selected users room moderators")
+    def make_moderator(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset.select_related("room", "user"),
+            lambda m: services.set_role(
+                room=m.room,
+                user=m.user,
+                actor=request.user,
+                role=Membership.Role.MODERATOR,
+                reason=_reason(request),
+            ),
+            "Made moderator",
+        )
+
+    @admin.action(description="Make selected users plain members")
+    def make_member(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset.select_related("room", "user"),
+            lambda m: services.set_role(
+                room=m.room,
+                user=m.user,
+                actor=request.user,
+                role=Membership.Role.MEMBER,
+                reason=_reason(request),
+            ),
+            "Made member",
+        )
+
+
+# ---------------------------------------------------------------- messages
+
+
+class RemovedFilter(admin.SimpleListFilter):
+    title = "removed"
+    parameter_name = "removed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Removed"), ("no", "Visible")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(deleted_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(deleted_at__isnull=True)
+        return queryset
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["seq", "room_link", "author_link", "short_body", "created", "is_removed"]
+    list_display_links = ["seq", "short_body"]
+    list_filter = [RemovedFilter, "room", "created", ("author", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["body", "author__username", "room__slug"]
+    list_select_related = ["room", "author"]
+    date_hierarchy = "created"
+    fields = [
+        "room_link",
+        "author_link",
+        "seq",
+        "created",
+        "body",
+        "client_id",
+        "deleted_at",
+        "deleted_by",
+        "context",
+    ]
+    readonly_fields = fields
+    actions = ["remove_messages", "restore_messages"]
+    action_form = ModerationActionForm
+
+    def has_add_permission(self, request):
+        return False  # messages are written by people in rooms
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # removal is a soft delete, through the action
+
+    @admin.display(description="room", ordering="room__name")
+    def room_link(self, message):
+        return _admin_link(message.room)
+
+    @admin.display(description="author", ordering="author__username")
+    def author_link(self, message):
+        return _admin_link(message.author, message.author.username)
+
+    @admin.display(description="body")
+    def short_body(self, message):
+        return Truncator(message.body).chars(80)
+
+    @admin.display(description="removed", boolean=True, ordering="deleted_at")
+    def is_removed(self, message):
+        return message.deleted_at is not None
+
+    @admin.display(description="in context")
+    def context(self, message):
+        return render_context(message)
+
+    @admin.action(description="Remove selected messages (from every open client)")
+    def remove_messages(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset.select_related("room", "author"),
+            lambda m: services.remove_message(
+                message=m, actor=request.user, reason=_reason(request)
+            ),
+            "Removed",
+        )
+
+    @admin.action(description="Restore selected messages")
+    def restore_messages(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset.select_related("room", "author"),
+            lambda m: services.restore_message(
+                message=m, actor=request.user, reason=_reason(request)
+            ),
+            "Restored",
+        )
+
+
+def render_context(message: Message):
+    rows = [
+        (
+            "reported" if m.pk == message.pk else "",
+            m.seq,
+            m.author.username,
+            Truncator(m.body).chars(300) + (" [removed]" if m.deleted_at else ""),
+        )
+        for m in selectors.message_in_context(message=message)
+    ]
+    return format_html(
+        '<table class="message-context">{}</table>',
+        format_html_join("", '<tr class="{}"><td>#{}</td><th>{}</th><td>{}</td></tr>', rows),
+    )
+
+
+# ---------------------------------------------------------------- reports
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    list_display = [
+        "created",
+        "status",
+        "reporter",
+        "message_author",
+        "message_room",
+        "message_excerpt",
+        "reason",
+    ]
+    list_filter = ["status", "created", "message__room"]
+    search_fields = ["reason", "message__body", "reporter__username", "message__author__username"]
+    list_select_related = ["reporter", "message__author", "message__room"]
+    fields = [
+        "status",
+        "reporter",
+        "reason",
+        "created",
+        "message_link",
+        "context",
+        "handled_by",
+        "handled_at",
+    ]
+    readonly_fields = fields
+    actions = ["resolve", "dismiss", "remove_and_resolve"]
+    action_form = ModerationActionForm
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="author", ordering="message__author__username")
+    def message_author(self, report):
+        return _admin_link(report.message.author, report.message.author.username)
+
+    @admin.display(description="room", ordering="message__room__name")
+    def message_room(self, report):
+        return _admin_link(report.message.room)
+
+    @admin.display(description="message")
+    def message_excerpt(self, report):
+        return Truncator(report.message.body).chars(60)
+
+    @admin.display(description="message")
+    def message_link(self, report):
+        return _admin_link(report.message, f"#{report.message.seq} in {report.message.room}")
+
+    @admin.display(description="in context")
+    def context(self, report):
+        return render_context(report.message)
+
+    def _close(self, request, queryset, resolved, done):
+        _apply(
+            self,
+            request,
+            queryset.select_related("message__room"),
+            lambda r: services.close_report(
+                report=r, actor=request.user, resolved=resolved, reason=_reason(request)
+            ),
+            done,
+        )
+
+    @admin.action(description="Resolve selected reports")
+    def resolve(self, request, queryset):
+        self._close(request, queryset, True, "Resolved")
+
+    @admin.action(description="Dismiss selected reports")
+    def dismiss(self, request, queryset):
+        self._close(request, queryset, False, "Dismissed")
+
+    @admin.action(description="Remove the reported messages and resolve")
+    def remove_and_resolve(self, request, queryset):
+        def remove_then_resolve(report):
+            services.remove_message(
+                message=report.message, actor=request.user, reason=_reason(request)
+            )
+            return services.close_report(
+                report=report, actor=request.user, resolved=True, reason=_reason(request)
+            )
+
+        _apply(
+            self,
+            request,
+            queryset.select_related("message__room", "message__author"),
+            remove_then_resolve,
+            "Removed and resolved",
+        )
+
+
+# ---------------------------------------------------------------- the log
+
+
+@admin.register(ModerationLog)
+class ModerationLogAdmin(admin.ModelAdmin):
+    list_display = ["created", "actor", "action", "target_user", "room", "summary", "reason"]
+    list_filter = ["action", "created", "room"]
+    search_fields = ["summary", "reason", "actor__username", "target_user__username"]
+    list_select_related = ["actor", "target_user", "room"]
+    date_hierarchy = "created"
+
+    # Append-only: readable by moderators, written only by the services.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# ---------------------------------------------------------------- users
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    list_display = ["username", "email", "is_active", "is_staff", "date_joined", "last_login"]
+    actions = ["deactivate", "reactivate"]
+    action_form = ModerationActionForm
+
+    def save_model(self, request, obj, form, change):
+        # Deactivating through the form closes the user's sockets too.
+        if change and "is_active" in form.changed_data:
+            active = obj.is_active
+            obj.is_active = not active  # saved by the service, with its checks
+            super().save_model(request, obj, form, change)
+            try:
+                services.set_account_active(user=obj, actor=request.user, active=active)
+            except services.ServiceError as error:
+                self.message_user(request, error.detail, messages.ERROR)
+            return
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Deactivate selected accounts (closes their sockets)")
+    def deactivate(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset,
+            lambda u: services.set_account_active(
+                user=u, actor=request.user, active=False, reason=_reason(request)
+            ),
+            "Deactivated",
+        )
+
+    @admin.action(description="Reactivate selected accounts")
+    def reactivate(self, request, queryset):
+        _apply(
+            self,
+            request,
+            queryset,
+            lambda u: services.set_account_active(
+                user=u, actor=request.user, active=True, reason=_reason(request)
+            ),
+            "Reactivated",
+        )
+
+
+admin.site.site_header = "Chat moderation"
+admin.site.site_title = "Chat moderation"
+admin.site.index_title = "Rooms, people and messages"
