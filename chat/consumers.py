@@ -7,6 +7,7 @@ import asyncio
 import time
 from urllib.parse import parse_qs
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -36,6 +37,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        # A socket can drop between Daphne's check and the write: that is the
+        # client leaving, not an error to crash the consumer (and skip the
+        # cleanup) over.
+        try:
+            await super().send(text_data, bytes_data, close)
+        except Disconnected:
+            await self._leave()
 
     # ------------------------------------------------------------ lifecycle
 

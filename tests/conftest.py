@@ -200,12 +200,7 @@ async def connect():
     """connect(user, slug, after=None) -> (ChatSocket, hello, history) for an
     authenticated socket through the whole ASGI stack (origin check, session
     auth, routing). Closes every socket at the end of the test."""
-    from channels.auth import AuthMiddlewareStack
-    from channels.routing import URLRouter
-    from channels.security.websocket import AllowedHostsOriginValidator
-    from django.urls import re_path
-
-    from chat.consumers import RoomConsumer
+    from chat.routing import websocket_application
     from chatsite.asgi import application
 
     opened: list[ChatSocket] = []
@@ -219,19 +214,8 @@ async def connect():
             headers.append((b"cookie", f"sessionid={cookie}".encode()))
         path = f"/ws/rooms/{slug}/" + (f"?after={after}" if after is not None else "")
         app = application
-        if layer_alias:
-            app = AllowedHostsOriginValidator(
-                AuthMiddlewareStack(
-                    URLRouter(
-                        [
-                            re_path(
-                                r"^ws/rooms/(?P<slug>[^/]+)/$",
-                                RoomConsumer.as_asgi(channel_layer_alias=layer_alias),
-                            ),
-                        ]
-                    )
-                )
-            )
+        if layer_alias:  # a consumer on another channel layer instance: "another worker"
+            app = websocket_application(channel_layer_alias=layer_alias)
         comm = WebsocketCommunicator(app, path, headers=headers)
         connected, code = await comm.connect(TIMEOUT)
         socket = ChatSocket(comm)
