@@ -24,6 +24,8 @@ CLOSE_FRAME_TOO_LARGE = 4009
 
 class RoomConsumer(AsyncWebsocketConsumer):
     room = None
+    gap_timer: asyncio.TimerHandle | None = None
+    catchup_timer: asyncio.TimerHandle | None = None
     groups_joined: tuple[str, ...] = ()
 
     async def dispatch(self, message):
@@ -76,7 +78,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         history, last_seq = await database_sync_to_async(self._read_history)(after)
         self.cursor = last_seq  # highest seq this socket has been given
         self.pending: dict[int, str] = {}  # live messages that arrived ahead of a gap
-        self.gap_timer: asyncio.TimerHandle | None = None
         self.last_typing = 0.0
         online = await services.open_presence(
             room=room, user=self.user, channel_name=self.channel_name
@@ -91,7 +92,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._send_error(after_error.code, after_error.detail)
         # A message committed while the subscription was still settling is
         # found by one look at the room's last seq a moment later.
-        self._later(1.0, "room.catchup")
+        self.catchup_timer = self._later(1.0, "room.catchup")
 
     def _enter_room(self, slug: str):
         room = selectors.get_room_for(user=self.user, slug=slug)
@@ -123,8 +124,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         room, self.room = self.room, None
         if room is None:
             return
-        if self.gap_timer:
-            self.gap_timer.cancel()
+        for timer in (self.gap_timer, self.catchup_timer):
+            if timer is not None:
+                timer.cancel()
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         await services.close_presence(room=room, user=self.user, channel_name=self.channel_name)
