@@ -202,7 +202,7 @@ def get_store() -> RedisPresence | MemoryPresence:
     if _store is None:
         if settings.REDIS_URL:
             _store = RedisPresence(
-                settings.REDIS_URL, settings.CHAT_PRESENCE_PREFIX, settings.CHAT_PRESENCE_TTL
+                settings.REDIS_URL, settings.CHAT_REDIS_PREFIX, settings.CHAT_PRESENCE_TTL
             )
         else:
             _store = MemoryPresence(settings.CHAT_PRESENCE_TTL)

@@ -168,6 +168,9 @@ STORAGES = {
 
 # Redis: channel layer, presence and rate limits. Unset: one process, in memory.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Prefix of every Redis key and pub/sub channel (channel layer, presence,
+# cache): deployments, or test runs, sharing one Redis stay apart with their own.
+CHAT_REDIS_PREFIX = os.environ.get("CHAT_REDIS_PREFIX", "chat")
 
 if REDIS_URL:
     # Pub/sub layer: a group send is one PUBLISH that every worker receives
@@ -175,14 +178,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "chat"},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHAT_REDIS_PREFIX},
         }
     }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "chat",
+            "KEY_PREFIX": CHAT_REDIS_PREFIX,
         }
     }
 else:
@@ -198,7 +201,6 @@ CHAT_HISTORY_MAX = 100
 # Presence entries expire unless refreshed; a worker that dies without running
 # its disconnect handlers drops out within CHAT_PRESENCE_TTL seconds.
 CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30)
-CHAT_PRESENCE_PREFIX = os.environ.get("CHAT_PRESENCE_PREFIX", "chat")
 # How long a consumer waits for a missing seq before filling the gap from the
 # database (messages committed on different workers may arrive out of order).
 CHAT_GAP_WAIT = float(os.environ.get("CHAT_GAP_WAIT", "0.25"))

@@ -70,7 +70,7 @@ def redis_layer(settings, redis_url):
     }
     settings.CHANNEL_LAYERS = {"default": layer, "worker2": layer}
     settings.REDIS_URL = redis_url
-    settings.CHAT_PRESENCE_PREFIX = prefix
+    settings.CHAT_REDIS_PREFIX = prefix
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

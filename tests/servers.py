@@ -12,9 +12,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+RUN_PREFIX = f"test-{uuid.uuid4().hex[:10]}"
 
 
 def free_port() -> int:
@@ -126,6 +128,8 @@ class DaphneServer:
         port: int | None = None,
         extra_env: dict | None = None,
     ):
+        from django.conf import settings
+
         self.port = port or free_port()
         self.log = tempfile.NamedTemporaryFile(
             prefix=f"daphne-{self.port}-", suffix=".log", delete=False
@@ -133,7 +137,11 @@ class DaphneServer:
         env = {
             **os.environ,
             "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": "test-only-secret-key-for-live-servers-0123456789",
+            # The test process's key: sessions it creates (force_login) are
+            # valid on the live servers too.
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+            # One prefix per test run: runs sharing a Redis never cross-talk.
+            "CHAT_REDIS_PREFIX": RUN_PREFIX,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": database_url,
             "CHAT_RATE_LIMIT": "off",

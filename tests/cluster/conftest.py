@@ -8,11 +8,9 @@ records every frame it receives, so that a test waits for the frame it expects
 
 from __future__ import annotations
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.conf import settings
 
 from tests.servers import DaphneServer, database_url_for_tests
 
@@ -40,14 +38,10 @@ def start_workers(count: int, *, redis_url: str, extra_env: dict) -> list[Daphne
 
 
 def worker_environment() -> dict:
-    """This process's secret key (so that sessions made here with force_login
-    are valid in the workers), a short presence expiry, and a presence prefix
-    of this run's own."""
-    return {
-        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-        "CHAT_PRESENCE_TTL": str(PRESENCE_TTL),
-        "CHAT_PRESENCE_PREFIX": f"cluster-{uuid.uuid4().hex[:10]}",
-    }
+    """A short presence expiry, so that a killed worker's users drop out
+    quickly. (DaphneServer passes this process's secret key and a Redis prefix
+    of this run's own itself.)"""
+    return {"CHAT_PRESENCE_TTL": str(PRESENCE_TTL)}
 
 
 @pytest.fixture(scope="module")
