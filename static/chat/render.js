@@ -25,12 +25,14 @@ function setTime(timeEl, date) {
  * The message list, in seq order, each message at most once. Messages from
  * the server are keyed by seq; the user's own unconfirmed sends ("pending")
  * are keyed by client_id and always sit after the confirmed ones.
+ * decorate(item, {id, seq, user}) adds controls to each confirmed message.
  */
 export class MessageList {
-  constructor(list, scroller, me) {
+  constructor(list, scroller, me, decorate = () => {}) {
     this.list = list;
     this.scroller = scroller;
     this.me = me;
+    this.decorate = decorate;
     this.bySeq = new Map();
     this.seqById = new Map();
     this.pending = new Map();
@@ -60,6 +62,7 @@ export class MessageList {
     item.dataset.seq = message.seq;
     item.dataset.id = message.id;
     setTime(item.querySelector("time"), new Date(message.created));
+    this.decorate(item, message);
     this.place(item, message.seq);
     this.bySeq.set(message.seq, item);
     this.seqById.set(message.id, message.seq);
@@ -84,6 +87,7 @@ export class MessageList {
     item.dataset.seq = seq;
     item.dataset.id = id;
     setTime(item.querySelector("time"), new Date()); // the broadcast brings the real one
+    this.decorate(item, { id, seq, user: this.me });
     this.keepingScroll(() => this.place(item, seq));
     this.bySeq.set(seq, item);
     this.seqById.set(id, seq);
@@ -142,10 +146,12 @@ export class MessageList {
   }
 }
 
+/** decorate(item, user) adds controls to each user's line. */
 export class OnlineList {
-  constructor(list, me) {
+  constructor(list, me, decorate = () => {}) {
     this.list = list;
     this.me = me;
+    this.decorate = decorate;
     this.users = new Set();
   }
 
@@ -166,7 +172,13 @@ export class OnlineList {
 
   render() {
     const names = [...this.users].sort();
-    this.list.replaceChildren(...names.map((user) => el("li", user === this.me ? "me" : "", user)));
+    this.list.replaceChildren(
+      ...names.map((user) => {
+        const item = el("li", user === this.me ? "me" : "", user);
+        this.decorate(item, user);
+        return item;
+      }),
+    );
   }
 }
 

@@ -2,6 +2,7 @@
 // and owns the outbox, the history paging and the composer.
 
 import { Connection } from "./connection.js";
+import { Moderation } from "./moderation.js";
 import { MessageList, OnlineList, TypingLine } from "./render.js";
 
 const HISTORY_PAGE = 50;
@@ -28,8 +29,14 @@ const input = document.getElementById("message-input");
 const composerError = document.getElementById("composer-error");
 const onlineBox = document.getElementById("online");
 
-const messages = new MessageList(document.getElementById("messages"), scroller, me);
-const online = new OnlineList(onlineBox, me);
+const moderation = new Moderation(root, { onRemoved: (id) => messages.remove({ id }) });
+const messages = new MessageList(
+  document.getElementById("messages"),
+  scroller,
+  me,
+  moderation.messageControls,
+);
+const online = new OnlineList(onlineBox, me, moderation.userControls);
 const typing = new TypingLine(document.getElementById("typing"));
 
 // Highest seq received in a message or history frame: having it means having
