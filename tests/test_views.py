@@ -84,6 +84,8 @@ def test_create_room_with_taken_name_is_a_clear_error(alice, room):
 
 def test_room_page_has_the_contract_hooks(alice, room):
     page = logged_in(alice).get("/rooms/general/").content.decode()
+    # exactly one of each, so that tests finding them by role are unambiguous
+    assert page.count('role="status"') == 1 and page.count('role="log"') == 1
     for hook in [
         'role="log"',
         'aria-label="Online"',

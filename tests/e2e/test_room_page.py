@@ -185,6 +185,8 @@ def test_reconnect_resumes_without_gaps_or_duplicates(live, new_context, make_us
             other.expect("ack")
 
     expect(alice.get_by_role("status")).to_have_text("Connected")
+    # The re-sent message is stored once its ack arrives.
+    expect(alice.get_by_role("log").locator(".pending")).to_have_count(0)
     messages = stored("resume")
     assert messages.count(("alice", "typed while offline")) == 1
     assert len(messages) == 14
