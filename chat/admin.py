@@ -177,87 +177,45 @@ class MembershipAdmin(admin.ModelAdmin):
             return
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Ban selected users from their rooms (closes their sockets)")
-    def ban(self, request, queryset):
+    def _act(self, request, queryset, service, done: str, **extra):
+        """Call a moderation service for each selected membership."""
         _apply(
             self,
             request,
             queryset.select_related("room", "user"),
-            lambda m: services.ban_user(
-                room=m.room, user=m.user, actor=request.user, reason=_reason(request)
+            lambda m: service(
+                room=m.room, user=m.user, actor=request.user, reason=_reason(request), **extra
             ),
-            "Banned",
+            done,
         )
+
+    @admin.action(description="Ban selected users from their rooms (closes their sockets)")
+    def ban(self, request, queryset):
+        self._act(request, queryset, services.ban_user, "Banned")
 
     @admin.action(description="Unban selected users")
     def unban(self, request, queryset):
-        _apply(
-            self,
-            request,
-            queryset.select_related("room", "user"),
-            lambda m: services.unban_user(
-                room=m.room, user=m.user, actor=request.user, reason=_reason(request)
-            ),
-            "Unbanned",
-        )
+        self._act(request, queryset, services.unban_user, "Unbanned")
 
     @admin.action(description="Mute selected users (for the time chosen beside)")
     def mute(self, request, queryset):
         duration = MUTE_DURATIONS.get(request.POST.get("mute_for", ""))
         until = timezone.now() + duration if duration else None
-        _apply(
-            self,
-            request,
-            queryset.select_related("room", "user"),
-            lambda m: services.mute_user(
-                room=m.room, user=m.user, actor=request.user, until=until, reason=_reason(request)
-            ),
-            "Muted",
-        )
+        self._act(request, queryset, services.mute_user, "Muted", until=until)
 
     @admin.action(description="Unmute selected users")
     def unmute(self, request, queryset):
-        _apply(
-            self,
-            request,
-            queryset.select_related("room", "user"),
-            lambda m: services.unmute_user(
-                room=m.room, user=m.user, actor=request.user, reason=_reason(request)
-            ),
-            "Unmuted",
-        )
+        self._act(request, queryset, services.unmute_user, "Unmuted")
 
     @admin.action(description="Make selected users room moderators")
     def make_moderator(self, request, queryset):
-        _apply(
-            self,
-            request,
-            queryset.select_related("room", "user"),
-            lambda m: services.set_role(
-                room=m.room,
-                user=m.user,
-                actor=request.user,
-                role=Membership.Role.MODERATOR,
-                reason=_reason(request),
-            ),
-            "Made moderator",
+        self._act(
+            request, queryset, services.set_role, "Made moderator", role=Membership.Role.MODERATOR
         )
 
     @admin.action(description="Make selected users plain members")
     def make_member(self, request, queryset):
-        _apply(
-            self,
-            request,
-            queryset.select_related("room", "user"),
-            lambda m: services.set_role(
-                room=m.room,
-                user=m.user,
-                actor=request.user,
-                role=Membership.Role.MEMBER,
-                reason=_reason(request),
-            ),
-            "Made member",
-        )
+        self._act(request, queryset, services.set_role, "Made member", role=Membership.Role.MEMBER)
 
 
 # ---------------------------------------------------------------- messages
