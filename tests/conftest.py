@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import connections
 from django.test import Client
 
 from chat import presence, services
@@ -26,6 +27,15 @@ class FastPBKDF2PasswordHasher(PBKDF2PasswordHasher):
     count, so live Daphne servers (default hashers) still verify it."""
 
     iterations = 1000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_sync_thread_connections(django_db_setup):
+    """database_sync_to_async runs in asgiref's one sync thread, whose
+    persistent connection (CONN_MAX_AGE) would outlive the tests: PostgreSQL
+    then refuses to drop the test database."""
+    yield
+    asyncio.run(sync_to_async(connections.close_all)())
 
 
 # ---------------------------------------------------------------- channel layers
