@@ -24,6 +24,13 @@ CLOSE_FRAME_TOO_LARGE = 4009
 
 class RoomConsumer(AsyncWebsocketConsumer):
     room = None
+    last_delivery = 0.0
+    flush_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.outbox: list[str] = []  # message frames held for a batch
+
     gap_timer: asyncio.TimerHandle | None = None
     catchup_timer: asyncio.TimerHandle | None = None
     groups_joined: tuple[str, ...] = ()
@@ -41,6 +48,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def send(self, text_data=None, bytes_data=None, close=False):
+        if self.outbox:  # messages held for a batch go first: frames keep their order
+            await self._flush()
+        await self._send_now(text_data, bytes_data, close)
+
+    async def _send_now(self, text_data=None, bytes_data=None, close=False):
         # A socket can drop between Daphne's check and the write: that is the
         # client leaving, not an error to crash the consumer (and skip the
         # cleanup) over.
@@ -48,6 +60,35 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await super().send(text_data, bytes_data, close)
         except Disconnected:
             await self._leave()
+
+    async def _deliver(self, text: str):
+        """Send a message frame. Under load (a message within the batch window
+        of the last one sent to this socket) hold it, and send what was held
+        as one `messages` frame at the window's end: each frame costs Daphne
+        far more than its bytes."""
+        if self.outbox:
+            self.outbox.append(text)
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now - self.last_delivery >= settings.CHAT_BATCH_WINDOW:
+            self.last_delivery = now
+            await self._send_now(text)
+            return
+        self.outbox.append(text)
+        self.flush_timer = loop.call_at(
+            self.last_delivery + settings.CHAT_BATCH_WINDOW,
+            lambda: asyncio.ensure_future(self._flush()),
+        )
+
+    async def _flush(self):
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+            self.flush_timer = None
+        batch, self.outbox = self.outbox, []
+        if batch:
+            self.last_delivery = asyncio.get_running_loop().time()
+            await self._send_now(wire.batch_frame(batch))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -124,7 +165,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         room, self.room = self.room, None
         if room is None:
             return
-        for timer in (self.gap_timer, self.catchup_timer):
+        self.outbox = []  # held messages are moot once the socket is closing
+        for timer in (self.gap_timer, self.catchup_timer, self.flush_timer):
             if timer is not None:
                 timer.cancel()
         for group in self.groups_joined:
@@ -206,14 +248,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return  # in the history this socket was sent, or gap-filled
         if seq == self.cursor + 1 and not self.pending:
             self.cursor = seq
-            await self.send(event["text"])
+            await self._deliver(event["text"])
             return
         # Messages committed on different workers can arrive out of order:
         # hold this one until the gap before it fills.
         self.pending[seq] = event["text"]
         while self.cursor + 1 in self.pending:
             self.cursor += 1
-            await self.send(self.pending.pop(self.cursor))
+            await self._deliver(self.pending.pop(self.cursor))
         if self.pending and self.gap_timer is None:
             self.gap_timer = self._later(settings.CHAT_GAP_WAIT, "room.gap")
         elif not self.pending and self.gap_timer is not None:
@@ -238,12 +280,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             room=self.room, after=self.cursor, upto=upto
         )
         for message in page.messages:
-            await self.send(wire.message_frame(message))
+            await self._deliver(wire.message_frame(message))
         self.cursor = max(self.cursor, upto)
         self.pending = {s: t for s, t in self.pending.items() if s > self.cursor}
         while self.cursor + 1 in self.pending:
             self.cursor += 1
-            await self.send(self.pending.pop(self.cursor))
+            await self._deliver(self.pending.pop(self.cursor))
 
     def _later(self, delay: float, event_type: str) -> asyncio.TimerHandle:
         """Deliver an event to this consumer after `delay`, through its own

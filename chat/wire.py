@@ -34,6 +34,18 @@ def message_frame(message: Message) -> str:
     return frame("message", message=message_object(message))
 
 
+_MESSAGE_PREFIX = '{"type":"message","message":'
+
+
+def batch_frame(message_frames: list[str]) -> str:
+    """One frame for several message frames: a single one as it is, more as a
+    `messages` frame, spliced from their text without decoding it again."""
+    if len(message_frames) == 1:
+        return message_frames[0]
+    cut = len(_MESSAGE_PREFIX)
+    return '{"type":"messages","messages":[' + ",".join(f[cut:-1] for f in message_frames) + "]}"
+
+
 def history_frame(messages: list[Message], has_more: bool) -> str:
     return frame("history", messages=[message_object(m) for m in messages], has_more=has_more)
 

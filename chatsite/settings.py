@@ -204,6 +204,10 @@ CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30)
 # How long a consumer waits for a missing seq before filling the gap from the
 # database (messages committed on different workers may arrive out of order).
 CHAT_GAP_WAIT = float(os.environ.get("CHAT_GAP_WAIT", "0.25"))
+# A message arriving within this many seconds of the previous one sent to the
+# same socket waits for the window's end and goes out batched with the others
+# in one `messages` frame (0 = never batch).
+CHAT_BATCH_WINDOW = float(os.environ.get("CHAT_BATCH_WINDOW", "0.02"))
 # Typing notices are forwarded at most once per this many seconds per socket.
 CHAT_TYPING_INTERVAL = float(os.environ.get("CHAT_TYPING_INTERVAL", "1.5"))
 

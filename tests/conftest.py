@@ -5,6 +5,7 @@ live Daphne processes for the browser and multi-worker tests."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 
@@ -146,6 +147,8 @@ class ChatSocket:
         self.comm = communicator
         self.close_code = None
         self.backlog: list[dict] = []
+        self.unbatched: list[dict] = []
+        self.batches = 0  # `messages` frames received
 
     async def send(self, **frame):
         await self.comm.send_to(text_data=json.dumps(frame))
@@ -154,11 +157,20 @@ class ChatSocket:
         await self.comm.send_to(text_data=text, bytes_data=bytes_data)
 
     async def recv(self, timeout=TIMEOUT) -> dict:
+        """The next frame. A `messages` batch (the server may batch under
+        load) comes out as the `message` frames it stands for."""
+        if self.unbatched:
+            return self.unbatched.pop(0)
         message = await self.comm.receive_output(timeout)
         if message["type"] == "websocket.close":
             self.close_code = message.get("code")
             raise AssertionError(f"socket closed with {self.close_code}")
-        return json.loads(message["text"])
+        frame = json.loads(message["text"])
+        if frame["type"] == "messages":
+            self.batches += 1
+            self.unbatched = [{"type": "message", "message": m} for m in frame["messages"]]
+            return self.unbatched.pop(0)
+        return frame
 
     async def expect(self, kind: str, timeout=TIMEOUT, **match) -> dict:
         """The first frame of type `kind` (matching `match`). Frames skipped on
@@ -240,7 +252,5 @@ async def connect():
 
     yield open_socket
     for socket in opened:
-        try:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await socket.close()
-        except Exception:
-            pass

@@ -400,3 +400,55 @@ async def test_concurrent_senders_everyone_sees_same_order(
     assert orders[0] == list(range(1, total + 1))
     assert orders[0] == orders[1] == orders[2]
     assert await count_messages(room=room) == total
+
+
+# ---------------------------------------------------------------- batching
+
+
+async def raw_frames(socket, count):
+    frames = []
+    for _ in range(count):
+        message = await socket.comm.receive_output(5)
+        frames.append(json.loads(message["text"]))
+    return frames
+
+
+async def test_a_burst_is_batched_after_the_first_message(connect, alice, bob, room, settings):
+    settings.CHAT_RATE_LIMIT = None
+    settings.CHAT_BATCH_WINDOW = 0.3
+    a, _, _ = await connect(alice, room.slug)
+    b, _, _ = await connect(bob, room.slug)
+    for i in range(5):
+        await a.send(type="message.send", body=f"m{i}", client_id=f"c{i}")
+    frames = await raw_frames(b, 2)
+    assert frames[0]["type"] == "message" and frames[0]["message"]["body"] == "m0"
+    assert frames[1]["type"] == "messages"
+    assert [m["body"] for m in frames[1]["messages"]] == ["m1", "m2", "m3", "m4"]
+    assert [m["seq"] for m in frames[1]["messages"]] == [2, 3, 4, 5]
+
+
+async def test_no_batching_with_a_zero_window(connect, alice, bob, room, settings):
+    settings.CHAT_RATE_LIMIT = None
+    settings.CHAT_BATCH_WINDOW = 0
+    a, _, _ = await connect(alice, room.slug)
+    b, _, _ = await connect(bob, room.slug)
+    for i in range(4):
+        await a.send(type="message.send", body=f"m{i}", client_id=f"c{i}")
+    frames = await raw_frames(b, 4)
+    assert [f["type"] for f in frames] == ["message"] * 4
+
+
+async def test_other_frames_wait_for_held_messages(connect, alice, bob, room, settings):
+    """A frame about a message (or anything else) never overtakes a message
+    held for a batch."""
+    settings.CHAT_BATCH_WINDOW = 5  # held until something else is sent
+    a, _, _ = await connect(alice, room.slug)
+    b, _, _ = await connect(bob, room.slug)
+    await a.expect("join", user="bob")
+    await a.send(type="message.send", body="first", client_id="1")
+    await a.send(type="message.send", body="second", client_id="2")
+    await a.expect("ack", client_id="2")
+    await a.send(type="typing")
+    frames = await raw_frames(b, 3)
+    assert [f["type"] for f in frames] == ["message", "message", "typing"]
+    assert [f["message"]["body"] for f in frames[:2]] == ["first", "second"]
