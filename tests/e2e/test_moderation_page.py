@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from chat import services
 from chat.models import Membership, Message, ModerationLog, Report
-from tests.e2e.test_room_page import bodies, log_in, open_room, send, stored
+from tests.e2e.pages import bodies, log_in, open_room, send, stored
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -15,46 +15,9 @@ from websockets.sync.client import connect as ws_connect
 
 from chat import services
 from chat.models import Message, Room
+from tests.e2e.pages import bodies, log_in, open_room, send, stored
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "a-long-test-password"  # tests/conftest.py's make_user default
-
-
-def log_in(page, live, username, password=PASSWORD):
-    """Through the login form, like a person; lands on the directory."""
-    page.goto(live.url + "/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(live.url + "/")
-
-
-def open_room(page, live, slug):
-    page.goto(f"{live.url}/rooms/{slug}/")
-    expect(page.get_by_role("status")).to_have_text("Connected")
-
-
-def bodies(page):
-    return page.get_by_role("log").locator(".body")
-
-
-def send(page, text, *, button=False):
-    box = page.get_by_role("textbox", name="Message")
-    box.fill(text)
-    if button:
-        page.get_by_role("button", name="Send").click()
-    else:
-        box.press("Enter")
-    expect(box).to_have_value("")
-
-
-def stored(slug):
-    return list(
-        Message.objects.filter(room__slug=slug)
-        .order_by("seq")
-        .values_list("author__username", "body")
-    )
 
 
 class PyClient:

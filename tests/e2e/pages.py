@@ -1,0 +1,46 @@
+"""What the browser tests do on the pages, as a person would: shared by the
+e2e test modules."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from chat.models import Message
+
+PASSWORD = "a-long-test-password"  # tests/conftest.py's make_user default
+
+
+def log_in(page, live, username, password=PASSWORD):
+    """Through the login form, like a person; lands on the directory."""
+    page.goto(live.url + "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(live.url + "/")
+
+
+def open_room(page, live, slug):
+    page.goto(f"{live.url}/rooms/{slug}/")
+    expect(page.get_by_role("status")).to_have_text("Connected")
+
+
+def bodies(page):
+    return page.get_by_role("log").locator(".body")
+
+
+def send(page, text, *, button=False):
+    box = page.get_by_role("textbox", name="Message")
+    box.fill(text)
+    if button:
+        page.get_by_role("button", name="Send").click()
+    else:
+        box.press("Enter")
+    expect(box).to_have_value("")
+
+
+def stored(slug):
+    return list(
+        Message.objects.filter(room__slug=slug)
+        .order_by("seq")
+        .values_list("author__username", "body")
+    )
