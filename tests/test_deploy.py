@@ -407,8 +407,8 @@ class RunningCluster:
         return "\n".join(self.lines[-60:])
 
 
-@pytest.fixture(scope="module")
-def running_cluster(django_db_setup, redis_url):
+@contextlib.contextmanager
+def cluster_process(redis_url):
     """`manage.py cluster --workers 2` on the test database, with nginx in front
     when it is installed, and a throwaway Redis of its own (when there is a
     redis-server binary)."""
@@ -448,11 +448,17 @@ def running_cluster(django_db_setup, redis_url):
             pytest.fail(f"manage.py cluster exited with {proc.returncode}:\n{running.output()}")
         yield running
     finally:
-        if proc.poll() is None:  # a test failed before Ctrl-C: leave nothing behind
+        if proc.poll() is None:  # not stopped by a test: leave nothing behind
             for pid in [*descendants(proc.pid), proc.pid]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def running_cluster(django_db_setup, redis_url):
+    with cluster_process(redis_url) as running:
+        yield running
 
 
 def http_get(url: str) -> tuple[int, bytes]:
@@ -563,9 +569,14 @@ async def test_compose_nginx_config_passes_websockets_to_a_real_worker(running_c
 
 
 @pytest.mark.cluster
-def test_cluster_command_stops_everything_on_ctrl_c(running_cluster):
-    """Last in the module: SIGINT stops nginx, both workers and the throwaway
-    Redis, and the command exits 0."""
+def test_cluster_command_stops_everything_on_ctrl_c(django_db_setup, redis_url):
+    """SIGINT stops nginx, both workers and the throwaway Redis, and the
+    command exits 0. (A cluster of its own: the shared one stays up.)"""
+    with cluster_process(redis_url) as running_cluster:
+        stop_with_ctrl_c(running_cluster)
+
+
+def stop_with_ctrl_c(running_cluster):
     proc = running_cluster.proc
     children = descendants(proc.pid)
     kinds = " ".join(children.values())
