@@ -26,14 +26,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
     room = None
     last_delivery = 0.0
     flush_timer: asyncio.TimerHandle | None = None
+    gap_timer: asyncio.TimerHandle | None = None
+    catchup_timer: asyncio.TimerHandle | None = None
+    groups_joined: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.outbox: list[str] = []  # message frames held for a batch
-
-    gap_timer: asyncio.TimerHandle | None = None
-    catchup_timer: asyncio.TimerHandle | None = None
-    groups_joined: tuple[str, ...] = ()
 
     async def dispatch(self, message):
         # Channels' own dispatch runs close_old_connections through a thread
@@ -141,7 +140,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return room
 
     def _read_history(self, after: int | None):
-        last_seq = type(self.room).objects.values_list("last_seq", flat=True).get(pk=self.room.pk)
+        last_seq = selectors.room_last_seq(room=self.room)
         if after is None:
             page = selectors.latest_messages(room=self.room)
         else:
@@ -253,9 +252,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Messages committed on different workers can arrive out of order:
         # hold this one until the gap before it fills.
         self.pending[seq] = event["text"]
-        while self.cursor + 1 in self.pending:
-            self.cursor += 1
-            await self._deliver(self.pending.pop(self.cursor))
+        await self._release_pending()
         if self.pending and self.gap_timer is None:
             self.gap_timer = self._later(settings.CHAT_GAP_WAIT, "room.gap")
         elif not self.pending and self.gap_timer is not None:
@@ -269,9 +266,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._fill_from_database(upto=max(self.pending))
 
     async def room_catchup(self, event):
-        last_seq = await database_sync_to_async(
-            lambda: type(self.room).objects.values_list("last_seq", flat=True).get(pk=self.room.pk)
-        )()
+        last_seq = await database_sync_to_async(selectors.room_last_seq)(room=self.room)
         if last_seq > self.cursor and not self.pending:
             await self._fill_from_database(upto=last_seq)
 
@@ -283,6 +278,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._deliver(wire.message_frame(message))
         self.cursor = max(self.cursor, upto)
         self.pending = {s: t for s, t in self.pending.items() if s > self.cursor}
+        await self._release_pending()
+
+    async def _release_pending(self):
+        """Deliver held messages for as long as the next seq is among them."""
         while self.cursor + 1 in self.pending:
             self.cursor += 1
             await self._deliver(self.pending.pop(self.cursor))

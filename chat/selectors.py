@@ -36,6 +36,11 @@ def room_directory(*, user) -> list[Room]:
     return list(Room.objects.visible_to(user).select_related("owner").order_by("name"))
 
 
+def room_last_seq(*, room: Room) -> int:
+    """The room's highest seq now, read fresh (messages may have come since)."""
+    return Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+
+
 def membership_of(*, room: Room, user) -> Membership | None:
     return Membership.objects.filter(room=room, user=user).first()
 
