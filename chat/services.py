@@ -82,6 +82,12 @@ def _layer():
     return get_channel_layer()
 
 
+def _room_frame(text: str, skip: str | None = None) -> dict:
+    """A group event that every socket in the room forwards as it is (but the
+    one named by `skip`)."""
+    return {"type": "room.frame", "text": text, "skip": skip}
+
+
 def _broadcast_sync(group: str, event: dict) -> None:
     layer = _layer()
     if layer is not None:
@@ -162,23 +168,22 @@ def _check_rate(user_id: int) -> None:
 
 # One statement takes the room's row lock, allocates the next seq and reads
 # what may refuse the send (locked room, muted or banned author).
-_NEXT_SEQ_SQL = """
-UPDATE {room} SET last_seq = last_seq + 1 WHERE id = %s
+_NEXT_SEQ_SQL = f"""
+UPDATE {Room._meta.db_table} SET last_seq = last_seq + 1 WHERE id = %s
 RETURNING last_seq, is_locked,
   (SELECT CASE WHEN is_banned THEN 2 WHEN muted_until > %s THEN 1 ELSE 0 END
-   FROM {membership} WHERE room_id = %s AND user_id = %s)
+   FROM {Membership._meta.db_table} WHERE room_id = %s AND user_id = %s)
 """
 
 
 def _store_message(*, room: Room, author, body: str, client_id: str | None) -> Posted:
     _check_rate(author.pk)
     now = timezone.now()
-    sql = _NEXT_SEQ_SQL.format(room=Room._meta.db_table, membership=Membership._meta.db_table)
     try:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute(
-                    sql,
+                    _NEXT_SEQ_SQL,
                     [room.pk, connection.ops.adapt_datetimefield_value(now), room.pk, author.pk],
                 )
                 seq, locked, standing = cursor.fetchone()
@@ -236,12 +241,7 @@ async def post_message(*, room: Room, author, body: str, client_id: str | None) 
 
 async def notify_typing(*, room: Room, user, sender_channel: str) -> None:
     await _layer().group_send(
-        room_group(room.pk),
-        {
-            "type": "room.frame",
-            "text": wire.frame("typing", user=user.username),
-            "skip": sender_channel,
-        },
+        room_group(room.pk), _room_frame(wire.frame("typing", user=user.username), sender_channel)
     )
 
 
@@ -251,8 +251,7 @@ async def notify_typing(*, room: Room, user, sender_channel: str) -> None:
 async def _announce(room_id: int, kind: str, usernames, skip: str | None = None) -> None:
     for username in usernames:
         await _layer().group_send(
-            room_group(room_id),
-            {"type": "room.frame", "text": wire.frame(kind, user=username), "skip": skip},
+            room_group(room_id), _room_frame(wire.frame(kind, user=username), skip)
         )
 
 
@@ -387,10 +386,7 @@ def remove_message(*, message: Message, actor, reason: str = "") -> bool:
     )
     _broadcast_on_commit(
         room_group(room.pk),
-        {
-            "type": "room.frame",
-            "text": wire.frame("message.deleted", id=message.pk, seq=message.seq),
-        },
+        _room_frame(wire.frame("message.deleted", id=message.pk, seq=message.seq)),
     )
     return True
 
