@@ -143,38 +143,47 @@ def _json_error(status: int, detail: str) -> JsonResponse:
     return JsonResponse({"ok": False, "detail": detail}, status=status)
 
 
+def _json_outcome(action) -> JsonResponse:
+    """Run a service call; a refusal is 403 (not allowed) or 400 (bad input)."""
+    try:
+        action()
+    except services.Forbidden as error:
+        return _json_error(403, error.detail)
+    except services.ServiceError as error:
+        return _json_error(400, error.detail)
+    return JsonResponse({"ok": True})
+
+
 def _room_message_or_404(request, slug, message_id):
     room = _room_or_404(request, slug)
-    message = Message.objects.select_related("room", "author").filter(room=room, pk=message_id)
-    if not message:
+    message = (
+        Message.objects.select_related("room", "author").filter(room=room, pk=message_id).first()
+    )
+    if message is None:
         raise Http404("No such message.")
-    return message[0]
+    return message
 
 
 @login_required
 @require_POST
 def remove_message(request, slug, message_id):
     message = _room_message_or_404(request, slug, message_id)
-    try:
-        services.remove_message(
+    return _json_outcome(
+        lambda: services.remove_message(
             message=message, actor=request.user, reason=request.POST.get("reason", "")
         )
-    except services.ServiceError as error:
-        return _json_error(403, error.detail)
-    return JsonResponse({"ok": True})
+    )
 
 
 @login_required
 @require_POST
 def report_message(request, slug, message_id):
     message = _room_message_or_404(request, slug, message_id)
-    try:
-        services.report_message(
+    return _json_outcome(
+        lambda: services.report_message(
             message=message, reporter=request.user, reason=request.POST.get("reason", "")
         )
-    except services.ServiceError as error:
-        return _json_error(400, error.detail)
-    return JsonResponse({"ok": True})
+    )
 
 
 MUTE_CHOICES = {"10": 10, "60": 60, "1440": 1440}  # minutes; absent = until unmuted
@@ -187,25 +196,25 @@ def moderate_user(request, slug, username, action):
     target = get_user_model().objects.filter(username=username).first()
     if target is None:
         raise Http404("No such user.")
-    reason = request.POST.get("reason", "")
-    common = {"room": room, "user": target, "actor": request.user, "reason": reason}
-    try:
-        if action == "ban":
-            services.ban_user(**common)
-        elif action == "unban":
-            services.unban_user(**common)
-        elif action == "mute":
-            minutes = request.POST.get("minutes", "")
-            if minutes and minutes not in MUTE_CHOICES:
-                return _json_error(400, "minutes must be one of 10, 60, 1440, or absent.")
-            until = timezone.now() + timedelta(minutes=MUTE_CHOICES[minutes]) if minutes else None
-            services.mute_user(until=until, **common)
-        elif action == "unmute":
-            services.unmute_user(**common)
-        else:
-            raise Http404("No such action.")
-    except services.Forbidden as error:
-        return _json_error(403, error.detail)
-    except services.ServiceError as error:
-        return _json_error(400, error.detail)
-    return JsonResponse({"ok": True})
+    common = {
+        "room": room,
+        "user": target,
+        "actor": request.user,
+        "reason": request.POST.get("reason", ""),
+    }
+    if action == "mute":
+        minutes = request.POST.get("minutes", "")
+        if minutes and minutes not in MUTE_CHOICES:
+            return _json_error(400, "minutes must be one of 10, 60, 1440, or absent.")
+        common["until"] = (
+            timezone.now() + timedelta(minutes=MUTE_CHOICES[minutes]) if minutes else None
+        )
+    service = {
+        "ban": services.ban_user,
+        "unban": services.unban_user,
+        "mute": services.mute_user,
+        "unmute": services.unmute_user,
+    }.get(action)
+    if service is None:
+        raise Http404("No such action.")
+    return _json_outcome(lambda: service(**common))
