@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -118,9 +119,18 @@ class RoomAdmin(admin.ModelAdmin):
     actions = ["lock_rooms", "unlock_rooms"]
     action_form = ModerationActionForm
 
-    @admin.display(description="members")
+    def get_queryset(self, request):
+        # The member count in the list's own query, not one query per row.
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("owner")
+            .annotate(members=Count("memberships", filter=Q(memberships__is_banned=False)))
+        )
+
+    @admin.display(description="members", ordering="members")
     def member_count(self, room):
-        return room.memberships.filter(is_banned=False).count()
+        return room.members
 
     @admin.action(description="Lock selected rooms (read-only)")
     def lock_rooms(self, request, queryset):
