@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import selectors, services, wire
+from . import events, selectors, services, wire
 from .frames import FrameError, HistoryRequest, Ping, SendMessage, Typing, parse_after
 from .frames import parse_client_frame as parse_frame
 
@@ -148,10 +148,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return page, last_seq
 
     async def _join_groups(self):
-        groups = [services.room_group(self.room.pk), services.user_group(self.user.pk)]
+        groups = [events.room_group(self.room.pk), events.user_group(self.user.pk)]
         session_key = self.scope["session"].session_key
         if session_key:
-            groups.append(services.session_group(session_key))
+            groups.append(events.session_group(session_key))
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         self.groups_joined = tuple(groups)

@@ -144,13 +144,11 @@ def _json_error(status: int, detail: str) -> JsonResponse:
 
 
 def _json_outcome(action) -> JsonResponse:
-    """Run a service call; a refusal is 403 (not allowed) or 400 (bad input)."""
+    """Run a service call; a refusal answers with its own HTTP status."""
     try:
         action()
-    except services.Forbidden as error:
-        return _json_error(403, error.detail)
     except services.ServiceError as error:
-        return _json_error(400, error.detail)
+        return _json_error(error.http_status, error.detail)
     return JsonResponse({"ok": True})
 
 

@@ -18,6 +18,7 @@ from django.db import connections
 from django.test import Client
 
 from chat import presence, services
+from chat.services import presence as presence_service
 from tests.servers import redis_server_url
 
 TIMEOUT = 5  # seconds to wait for any one expected frame
@@ -45,8 +46,8 @@ def close_sync_thread_connections(django_db_setup):
 def _reset_layers():
     channel_layers.backends.clear()
     presence.reset_store()
-    services._local_sockets.clear()
-    services._heartbeats.clear()
+    presence_service._local_sockets.clear()
+    presence_service._heartbeats.clear()
 
 
 @pytest.fixture(autouse=True)

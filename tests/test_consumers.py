@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.test import Client
 
-from chat import services
+from chat import events, services
 from chat.models import Membership, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,7 +70,7 @@ async def test_hello_then_history(connect, alice, room):
 async def test_history_is_latest_50_oldest_first(connect, alice, room, settings):
     settings.CHAT_RATE_LIMIT = None
     for i in range(55):
-        await sync_to_async(services._store_message)(
+        await sync_to_async(services.store_message)(
             room=room, author=alice, body=f"m{i}", client_id=None
         )
     _, hello, history = await connect(alice, room.slug)
@@ -84,7 +84,7 @@ async def test_history_is_latest_50_oldest_first(connect, alice, room, settings)
 async def test_resume_after_gets_everything_after(connect, alice, bob, room, settings):
     settings.CHAT_RATE_LIMIT = None
     for i in range(70):
-        await sync_to_async(services._store_message)(
+        await sync_to_async(services.store_message)(
             room=room, author=alice, body=f"m{i}", client_id=None
         )
     _, _, history = await connect(bob, room.slug, after=3)
@@ -221,14 +221,14 @@ async def test_live_messages_arrive_in_seq_order_even_when_published_out_of_orde
     consumer holds the later one until the earlier arrives."""
     settings.CHAT_RATE_LIMIT = None
     a, _, _ = await connect(alice, room.slug)
-    first = await sync_to_async(services._store_message)(
+    first = await sync_to_async(services.store_message)(
         room=room, author=alice, body="first", client_id=None
     )
-    second = await sync_to_async(services._store_message)(
+    second = await sync_to_async(services.store_message)(
         room=room, author=alice, body="second", client_id=None
     )
     layer = get_channel_layer()
-    group = services.room_group(room.pk)
+    group = events.room_group(room.pk)
     from chat import wire
 
     for posted in (second, first):
@@ -248,7 +248,7 @@ async def test_a_lost_broadcast_is_filled_from_the_database(connect, alice, room
     settings.CHAT_RATE_LIMIT = None
     settings.CHAT_GAP_WAIT = 0.05
     a, _, _ = await connect(alice, room.slug)
-    lost = await sync_to_async(services._store_message)(
+    lost = await sync_to_async(services.store_message)(
         room=room, author=alice, body="lost", client_id=None
     )
     assert lost.message.seq == 1  # stored but never broadcast
@@ -274,7 +274,7 @@ async def test_history_then_live_without_gap_or_duplicate(connect, alice, bob, r
 async def test_history_request_pages_backwards(connect, alice, room, settings):
     settings.CHAT_RATE_LIMIT = None
     for i in range(8):
-        await sync_to_async(services._store_message)(
+        await sync_to_async(services.store_message)(
             room=room, author=alice, body=f"m{i}", client_id=None
         )
     a, _, _ = await connect(alice, room.slug)

@@ -228,7 +228,7 @@ async def test_log_is_read_only_in_admin(staff, alice, room):
 
 
 async def test_admin_pages_render(staff, alice, bob, room):
-    await sync_to_async(services._store_message)(room=room, author=bob, body="x", client_id=None)
+    await sync_to_async(services.store_message)(room=room, author=bob, body="x", client_id=None)
     client = await as_user(staff)
     for path in [
         "/admin/",

@@ -7,7 +7,7 @@ from channels.layers import get_channel_layer
 from django.db import connection
 from django.utils import timezone
 
-from chat import services
+from chat import events, services
 from chat.models import Membership, Message, Room
 
 
@@ -50,7 +50,7 @@ class TestRooms:
 
 
 def store(room, author, body="hello", client_id=None):
-    return services._store_message(room=room, author=author, body=body, client_id=client_id)
+    return services.store_message(room=room, author=author, body=body, client_id=client_id)
 
 
 @pytest.mark.django_db
@@ -145,7 +145,7 @@ def test_concurrent_writers_get_unique_gapless_seqs(settings, alice, bob, room):
 async def test_post_message_broadcasts_once_per_new_message(alice, room):
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    await layer.group_add(services.room_group(room.pk), channel)
+    await layer.group_add(events.room_group(room.pk), channel)
     posted = await services.post_message(room=room, author=alice, body="hi", client_id="x")
     event = await layer.receive(channel)
     assert event["type"] == "room.message" and event["seq"] == posted.message.seq

@@ -1,0 +1,68 @@
+"""Writes, and the broadcasts that follow them: the only code that sends to
+channel-layer groups (through chat.events).
+
+One module per seam (rooms, messages, presence, sessions, moderation); every
+public name is re-exported here, so callers write `services.post_message(...)`.
+"""
+
+from .errors import Forbidden, InvalidInput, Locked, Muted, RateLimited, ServiceError
+from .messages import (
+    MUTED_INDEFINITELY,
+    Posted,
+    check_rate,
+    muted_error,
+    notify_typing,
+    post_message,
+    store_message,
+)
+from .moderation import (
+    ban_user,
+    close_report,
+    mute_user,
+    remove_message,
+    report_message,
+    restore_message,
+    set_account_active,
+    set_role,
+    set_room_locked,
+    unban_user,
+    unmute_user,
+)
+from .presence import close_presence, heartbeat_once, open_presence
+from .rooms import add_member, create_room, join_room, slug_for
+from .sessions import end_session
+
+__all__ = [
+    "MUTED_INDEFINITELY",
+    "Forbidden",
+    "InvalidInput",
+    "Locked",
+    "Muted",
+    "Posted",
+    "RateLimited",
+    "ServiceError",
+    "add_member",
+    "ban_user",
+    "check_rate",
+    "close_presence",
+    "close_report",
+    "create_room",
+    "end_session",
+    "heartbeat_once",
+    "join_room",
+    "muted_error",
+    "mute_user",
+    "notify_typing",
+    "open_presence",
+    "post_message",
+    "remove_message",
+    "report_message",
+    "restore_message",
+    "set_account_active",
+    "set_role",
+    "set_room_locked",
+    "slug_for",
+    "store_message",
+    "unban_user",
+    "unmute_user",
+]

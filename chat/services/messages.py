@@ -1,0 +1,117 @@
+"""Messages: store (one short transaction, idempotent per client_id) and
+broadcast; typing notices."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from .. import events, wire
+from ..models import Membership, Message, Room
+from .errors import Forbidden, Locked, Muted, RateLimited
+
+# A mute with no end is stored as a date far enough away.
+MUTED_INDEFINITELY = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+@dataclass
+class Posted:
+    message: Message
+    created: bool  # False: a retry of a client_id that was stored already
+
+
+def check_rate(user_id: int) -> None:
+    limit = settings.CHAT_RATE_LIMIT
+    if limit is None:
+        return
+    count, seconds = limit
+    now = time.time()
+    window = int(now // seconds)
+    key = f"rate:{user_id}:{window}"
+    cache.add(key, 0, timeout=seconds + 1)
+    if cache.incr(key) > count:
+        retry_after = round((window + 1) * seconds - now, 3)
+        raise RateLimited(f"Too many messages: {count} per {seconds} s.", retry_after=retry_after)
+
+
+# One statement takes the room's row lock, allocates the next seq and reads
+# what may refuse the send (locked room, muted or banned author).
+_NEXT_SEQ_SQL = f"""
+UPDATE {Room._meta.db_table} SET last_seq = last_seq + 1 WHERE id = %s
+RETURNING last_seq, is_locked,
+  (SELECT CASE WHEN is_banned THEN 2 WHEN muted_until > %s THEN 1 ELSE 0 END
+   FROM {Membership._meta.db_table} WHERE room_id = %s AND user_id = %s)
+"""
+
+
+def store_message(*, room: Room, author, body: str, client_id: str | None) -> Posted:
+    check_rate(author.pk)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _NEXT_SEQ_SQL,
+                    [room.pk, connection.ops.adapt_datetimefield_value(now), room.pk, author.pk],
+                )
+                seq, locked, standing = cursor.fetchone()
+            if locked:
+                raise Locked("This room is locked: it is read-only.")
+            if standing == 2:
+                raise Forbidden("You are banned from this room.")
+            if standing == 1:
+                raise muted_error(room=room, user=author)
+            message = Message.objects.create(
+                room=room, seq=seq, author=author, body=body, client_id=client_id
+            )
+    except IntegrityError:
+        if client_id is None:
+            raise
+        # The unique (room, author, client_id) caught a retry: answer with the
+        # first message's ack, store nothing.
+        message = Message.objects.select_related("room", "author").get(
+            room=room, author=author, client_id=client_id
+        )
+        return Posted(message=message, created=False)
+    message.room, message.author = room, author
+    return Posted(message=message, created=True)
+
+
+def muted_error(*, room: Room, user) -> Muted:
+    until = (
+        Membership.objects.filter(room=room, user=user)
+        .values_list("muted_until", flat=True)
+        .first()
+    )
+    if until is None or until >= MUTED_INDEFINITELY:
+        return Muted("You are muted in this room.")
+    return Muted(
+        f"You are muted in this room until {wire.iso_utc(until)}.", until=wire.iso_utc(until)
+    )
+
+
+async def post_message(*, room: Room, author, body: str, client_id: str | None) -> Posted:
+    """Store a message (idempotent per client_id) and broadcast it to the room."""
+    posted = await database_sync_to_async(store_message)(
+        room=room, author=author, body=body, client_id=client_id
+    )
+    if posted.created:
+        await events.send(
+            events.room_group(room.pk),
+            events.room_message(posted.message.seq, wire.message_frame(posted.message)),
+        )
+    return posted
+
+
+async def notify_typing(*, room: Room, user, sender_channel: str) -> None:
+    await events.send(
+        events.room_group(room.pk),
+        events.room_frame(wire.frame("typing", user=user.username), sender_channel),
+    )

@@ -1,0 +1,294 @@
+"""Moderation: every action checks who may do it, writes one ModerationLog
+row, and broadcasts its effect to open sockets once the transaction commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import events, selectors, wire
+from ..models import Membership, Message, ModerationLog, Report, Room
+from .errors import Forbidden, InvalidInput
+from .messages import MUTED_INDEFINITELY
+
+
+def _require_moderator(*, actor, room: Room, target=None) -> None:
+    actor_rank = selectors.moderation_rank(user=actor, room=room)
+    if actor_rank < selectors.RANK_MODERATOR:
+        raise Forbidden(f"You cannot moderate {room.name}.")
+    if target is not None and target.pk != actor.pk:
+        if selectors.moderation_rank(user=target, room=room) >= actor_rank:
+            raise Forbidden(f"You cannot moderate {target.username} in {room.name}.")
+
+
+def _require_staff(*, actor, target) -> None:
+    if not (actor.is_staff and actor.is_active):
+        raise Forbidden("Only site staff can do that.")
+    if target.pk == actor.pk:
+        raise Forbidden("You cannot do that to your own account.")
+    if target.is_superuser and not actor.is_superuser:
+        raise Forbidden("Only a superuser can do that to a superuser.")
+
+
+def _log(
+    *, actor, action: str, summary: str, reason: str = "", room=None, target_user=None, message=None
+) -> ModerationLog:
+    return ModerationLog.objects.create(
+        actor=actor,
+        action=action,
+        summary=summary[:300],
+        reason=reason[:500],
+        room=room,
+        target_user=target_user,
+        message=message,
+    )
+
+
+@transaction.atomic
+def remove_message(*, message: Message, actor, reason: str = "") -> bool:
+    """Soft-delete a message: gone from history and resume, and every open
+    socket in the room is told to drop it. False if it was removed already."""
+    room = message.room
+    _require_moderator(actor=actor, room=room, target=message.author)
+    removed = Message.objects.filter(pk=message.pk, deleted_at__isnull=True).update(
+        deleted_at=timezone.now(), deleted_by=actor
+    )
+    if not removed:
+        return False
+    message.refresh_from_db(fields=["deleted_at", "deleted_by"])
+    _log(
+        actor=actor,
+        action=ModerationLog.Action.REMOVE_MESSAGE,
+        reason=reason,
+        room=room,
+        target_user=message.author,
+        message=message,
+        summary=f"{actor.username} removed #{message.seq} by {message.author.username} "
+        f"in {room.slug}",
+    )
+    events.send_on_commit(
+        events.room_group(room.pk),
+        events.room_frame(wire.frame("message.deleted", id=message.pk, seq=message.seq)),
+    )
+    return True
+
+
+@transaction.atomic
+def restore_message(*, message: Message, actor, reason: str = "") -> bool:
+    """Undo a removal: the message is back in history (open sockets see it on
+    their next load; it keeps its place in seq order)."""
+    room = message.room
+    _require_moderator(actor=actor, room=room, target=message.author)
+    if not Message.objects.filter(pk=message.pk, deleted_at__isnull=False).update(
+        deleted_at=None, deleted_by=None
+    ):
+        return False
+    _log(
+        actor=actor,
+        action=ModerationLog.Action.RESTORE_MESSAGE,
+        reason=reason,
+        room=room,
+        target_user=message.author,
+        message=message,
+        summary=f"{actor.username} restored #{message.seq} by {message.author.username} "
+        f"in {room.slug}",
+    )
+    return True
+
+
+def _membership_for_update(*, room: Room, user) -> Membership:
+    membership, _ = Membership.objects.select_for_update().get_or_create(room=room, user=user)
+    return membership
+
+
+@transaction.atomic
+def ban_user(*, room: Room, user, actor, reason: str = "") -> bool:
+    """The user's open sockets in the room close with 4403 at once, on every
+    worker, and they cannot come back until unbanned."""
+    _require_moderator(actor=actor, room=room, target=user)
+    if user.pk == actor.pk:
+        raise Forbidden("You cannot ban yourself.")
+    membership = _membership_for_update(room=room, user=user)
+    if membership.is_banned:
+        return False
+    membership.is_banned = True
+    membership.save(update_fields=["is_banned"])
+    _log(
+        actor=actor,
+        action=ModerationLog.Action.BAN,
+        reason=reason,
+        room=room,
+        target_user=user,
+        summary=f"{actor.username} banned {user.username} from {room.slug}",
+    )
+    events.send_on_commit(events.room_group(room.pk), events.room_ban(user.pk))
+    return True
+
+
+@transaction.atomic
+def unban_user(*, room: Room, user, actor, reason: str = "") -> bool:
+    _require_moderator(actor=actor, room=room)
+    if not Membership.objects.filter(room=room, user=user, is_banned=True).update(is_banned=False):
+        return False
+    _log(
+        actor=actor,
+        action=ModerationLog.Action.UNBAN,
+        reason=reason,
+        room=room,
+        target_user=user,
+        summary=f"{actor.username} unbanned {user.username} in {room.slug}",
+    )
+    return True
+
+
+@transaction.atomic
+def mute_user(
+    *, room: Room, user, actor, until: datetime | None = None, reason: str = ""
+) -> Membership:
+    """Until `until` (None: until unmuted) the user's sends get `error muted`;
+    nobody else sees anything."""
+    _require_moderator(actor=actor, room=room, target=user)
+    if user.pk == actor.pk:
+        raise Forbidden("You cannot mute yourself.")
+    if until is not None and until <= timezone.now():
+        raise InvalidInput("A mute must end in the future.")
+    membership = _membership_for_update(room=room, user=user)
+    membership.muted_until = until or MUTED_INDEFINITELY
+    membership.save(update_fields=["muted_until"])
+    how_long = f"until {wire.iso_utc(until)}" if until else "indefinitely"
+    _log(
+        actor=actor,
+        action=ModerationLog.Action.MUTE,
+        reason=reason,
+        room=room,
+        target_user=user,
+        summary=f"{actor.username} muted {user.username} in {room.slug} {how_long}",
+    )
+    return membership
+
+
+@transaction.atomic
+def unmute_user(*, room: Room, user, actor, reason: str = "") -> bool:
+    _require_moderator(actor=actor, room=room)
+    if not Membership.objects.filter(room=room, user=user, muted_until__gt=timezone.now()).update(
+        muted_until=None
+    ):
+        return False
+    _log(
+        actor=actor,
+        action=ModerationLog.Action.UNMUTE,
+        reason=reason,
+        room=room,
+        target_user=user,
+        summary=f"{actor.username} unmuted {user.username} in {room.slug}",
+    )
+    return True
+
+
+@transaction.atomic
+def set_room_locked(*, room: Room, actor, locked: bool, reason: str = "") -> bool:
+    """A locked room is read-only: every send gets `error locked`."""
+    _require_moderator(actor=actor, room=room)
+    if not Room.objects.filter(pk=room.pk, is_locked=not locked).update(is_locked=locked):
+        return False
+    room.is_locked = locked
+    action = ModerationLog.Action.LOCK if locked else ModerationLog.Action.UNLOCK
+    verb = "locked" if locked else "unlocked"
+    _log(
+        actor=actor,
+        action=action,
+        reason=reason,
+        room=room,
+        summary=f"{actor.username} {verb} {room.slug}",
+    )
+    return True
+
+
+@transaction.atomic
+def set_account_active(*, user, actor, active: bool, reason: str = "") -> bool:
+    """Deactivating an account closes all of its sockets with 4401, on every
+    worker; it can no longer log in or connect."""
+    _require_staff(actor=actor, target=user)
+    model = type(user)
+    if not model.objects.filter(pk=user.pk, is_active=not active).update(is_active=active):
+        return False
+    user.is_active = active
+    action = ModerationLog.Action.REACTIVATE if active else ModerationLog.Action.DEACTIVATE
+    verb = "reactivated" if active else "deactivated"
+    _log(
+        actor=actor,
+        action=action,
+        reason=reason,
+        target_user=user,
+        summary=f"{actor.username} {verb} the account {user.username}",
+    )
+    if not active:
+        events.send_on_commit(events.user_group(user.pk), events.socket_close(4401))
+    return True
+
+
+@transaction.atomic
+def set_role(*, room: Room, user, role: str, actor, reason: str = "") -> Membership:
+    """Owners (and staff) appoint and dismiss room moderators."""
+    if role not in (Membership.Role.MODERATOR, Membership.Role.MEMBER):
+        raise InvalidInput("A role is either moderator or member (a room has one owner).")
+    if selectors.moderation_rank(user=actor, room=room) < selectors.RANK_OWNER:
+        raise Forbidden("Only the room's owner can change roles.")
+    membership = _membership_for_update(room=room, user=user)
+    if membership.role == Membership.Role.OWNER:
+        raise Forbidden("The owner's role cannot be changed.")
+    if membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+        _log(
+            actor=actor,
+            action=ModerationLog.Action.SET_ROLE,
+            reason=reason,
+            room=room,
+            target_user=user,
+            summary=f"{actor.username} made {user.username} {role} of {room.slug}",
+        )
+    return membership
+
+
+def report_message(*, message: Message, reporter, reason: str = "") -> Report:
+    """Anyone who can see a message can report it (once)."""
+    try:
+        selectors.get_room_for(user=reporter, slug=message.room.slug)
+    except selectors.RoomNotFound:
+        raise Forbidden("You cannot report that message.") from None
+    if message.deleted_at is not None:
+        raise InvalidInput("That message was removed already.")
+    report, _ = Report.objects.get_or_create(
+        message=message, reporter=reporter, defaults={"reason": reason.strip()[:500]}
+    )
+    return report
+
+
+@transaction.atomic
+def close_report(*, report: Report, actor, resolved: bool, reason: str = "") -> bool:
+    """Resolve (acted on) or dismiss (nothing wrong) an open report."""
+    room = report.message.room
+    _require_moderator(actor=actor, room=room)
+    status = Report.Status.RESOLVED if resolved else Report.Status.DISMISSED
+    if not Report.objects.filter(pk=report.pk, status=Report.Status.OPEN).update(
+        status=status, handled_by=actor, handled_at=timezone.now()
+    ):
+        return False
+    report.refresh_from_db()
+    action = (
+        ModerationLog.Action.RESOLVE_REPORT if resolved else ModerationLog.Action.DISMISS_REPORT
+    )
+    _log(
+        actor=actor,
+        action=action,
+        reason=reason,
+        room=room,
+        target_user=report.message.author,
+        message=report.message,
+        summary=f"{actor.username} {status} the report by {report.reporter.username} "
+        f"of #{report.message.seq} in {room.slug}",
+    )
+    return True
