@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import F, FilteredRelation, Q
 
+from . import wire
 from .models import Membership, Message, Room
 
 
@@ -32,6 +34,23 @@ def get_room_for(*, user, slug: str) -> Room:
         raise RoomNotFound(slug) from None
 
 
+def room_for_socket(*, user, slug: str) -> tuple[Room, bool]:
+    """The room a socket opens, with its access check, in one query: (room,
+    whether the user is a member yet). A public room's visitor becomes a
+    member (services.join_room); a private room needs a membership, and a ban
+    shuts either."""
+    mine = FilteredRelation("memberships", condition=Q(memberships__user=user))
+    room = (
+        Room.objects.annotate(mine=mine)
+        .annotate(membership_id=F("mine__id"), banned_here=F("mine__is_banned"))
+        .filter(slug=slug)
+        .first()
+    )
+    if room is None or room.banned_here or (room.is_private and room.membership_id is None):
+        raise RoomNotFound(slug)
+    return room, room.membership_id is not None
+
+
 def room_directory(*, user) -> list[Room]:
     return list(Room.objects.visible_to(user).select_related("owner").order_by("name"))
 
@@ -39,6 +58,11 @@ def room_directory(*, user) -> list[Room]:
 def room_last_seq(*, room: Room) -> int:
     """The room's highest seq now, read fresh (messages may have come since)."""
     return Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+
+
+def last_seqs(*, room_ids: list[int]) -> dict[int, int]:
+    """{room id: last seq} for several rooms in one query."""
+    return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq"))
 
 
 def membership_of(*, room: Room, user) -> Membership | None:
@@ -102,6 +126,47 @@ def moderation_rank(*, user, room: Room) -> int:
 
 def can_moderate(*, user, room: Room) -> bool:
     return moderation_rank(user=user, room=room) >= RANK_MODERATOR
+
+
+def _texts(room: Room, messages) -> list[tuple[int, str]]:
+    out = []
+    for message in messages:
+        message.room = room  # known already: no join, no query per message
+        out.append((message.seq, wire.message_json(message)))
+    return out
+
+
+@dataclass
+class RecentMessages:
+    last_seq: int  # the room's highest seq when read
+    texts: list[tuple[int, str]]  # (seq, message JSON) of the latest visible messages, oldest first
+    older_exist: bool  # visible messages older than these exist
+
+
+def recent_messages(*, room: Room, limit: int) -> RecentMessages:
+    """What a room hub starts from. last_seq is read first, and messages up to
+    it only: a message committed between the two reads is not half-included."""
+    last_seq = room_last_seq(room=room)
+    queryset = Message.objects.visible().filter(room=room, seq__lte=last_seq)
+    page = list(queryset.select_related("author").order_by("-seq")[: limit + 1])
+    return RecentMessages(last_seq, _texts(room, reversed(page[:limit])), len(page) > limit)
+
+
+def message_texts_between(*, room: Room, after: int, upto: int) -> list[tuple[int, str]]:
+    """(seq, message JSON) of the visible messages with after < seq <= upto."""
+    queryset = Message.objects.visible().filter(room=room, seq__gt=after, seq__lte=upto)
+    return _texts(room, queryset.select_related("author").order_by("seq"))
+
+
+def message_texts_before(*, room: Room, before: int | None, limit: int) -> tuple[list[str], bool]:
+    """The JSON of up to `limit` visible messages older than seq `before` (the
+    latest if None), oldest first, and whether older ones exist."""
+    page = messages_before(room=room, before=before, limit=limit)
+    return [text for _, text in _texts(room, page.messages)], page.has_more
+
+
+def older_messages_exist(*, room: Room, seq: int) -> bool:
+    return Message.objects.visible().filter(room=room, seq__lte=seq).exists()
 
 
 def message_in_context(*, message: Message, around: int = 3) -> list[Message]:

@@ -28,7 +28,7 @@ from .moderation import (
     unban_user,
     unmute_user,
 )
-from .presence import close_presence, heartbeat_once, open_presence
+from .presence import close_presence, open_presence, refresh_presence
 from .rooms import add_member, create_room, join_room, slug_for
 from .sessions import end_session
 
@@ -48,13 +48,13 @@ __all__ = [
     "close_report",
     "create_room",
     "end_session",
-    "heartbeat_once",
     "join_room",
     "muted_error",
     "mute_user",
     "notify_typing",
     "open_presence",
     "post_message",
+    "refresh_presence",
     "remove_message",
     "report_message",
     "restore_message",
