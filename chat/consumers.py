@@ -22,7 +22,6 @@ from . import hub, selectors, services, sockets, wire
 from .events import Close
 from .frames import FrameError, HistoryRequest, Ping, SendMessage, Typing, parse_after
 from .frames import parse_client_frame as parse_frame
-from .middleware import user_for_session
 
 # Connection ids name a socket across workers (presence announcements skip
 # the socket that caused them): a per-process prefix and a counter.
@@ -106,11 +105,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.conn_id = f"{_CONN_PREFIX}.{next(_conn_numbers)}"
         slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
-            self.user, self.room = await database_sync_to_async(self._authorize)(slug)
+            access = await database_sync_to_async(self._authorize)(slug)
         except selectors.RoomNotFound:
             return self.close(Close.NO_ACCESS)
-        if self.user is None:
+        if access is None:
             return self.close(Close.SESSION_ENDED)
+        self.user, self.room = access.user, access.room
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         after_error = None
         try:
@@ -136,16 +136,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         for text, data in held:
             self.writer.write(text, data)
 
-    def _authorize(self, slug: str):
-        """(user, room) in one trip to the database thread; (None, None) when
-        not logged in; RoomNotFound when the room is not for this user."""
-        user = user_for_session(self.scope["session"])
-        if not user.is_authenticated:
-            return None, None
-        room, is_member = selectors.room_for_socket(user=user, slug=slug)
-        if not is_member:
-            services.join_room(room=room, user=user)
-        return user, room
+    def _authorize(self, slug: str) -> selectors.SocketAccess | None:
+        """User and room access in one trip to the database thread (and one
+        query); None when not logged in; RoomNotFound when the room is not
+        for this user. A public room's visitor becomes a member."""
+        access = selectors.socket_access(session=self.scope["session"], slug=slug)
+        if access is not None and not access.is_member:
+            services.join_room(room=access.room, user=access.user)
+        return access
 
     # ------------------------------------------------------------ client frames
 

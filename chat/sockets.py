@@ -45,9 +45,33 @@ class DaphneWriter:
         if protocol._perMessageCompress is not None or protocol.send_queue:
             protocol.sendMessage(text.encode("utf-8"), False)  # autobahn frames it
         else:
-            protocol.transport.write(data or wire.websocket_text_frame(text))
+            self._send(data or wire.websocket_text_frame(text))
         if self.queued_bytes() > self.max_queued:
             self.on_overflow()
+
+    def _send(self, data: bytes) -> None:
+        """Write to the socket at once when nothing is queued before it, as
+        asyncio's and libuv's transports do. Twisted's `write` always queues
+        and registers for writability first: two epoll_ctl calls and a loop
+        turn per frame per socket, a third of the fan-out's CPU when
+        profiled. What the kernel does not take now goes to Twisted's queue."""
+        transport = self.protocol.transport
+        idle = (
+            not transport._tempDataLen
+            and len(transport.dataBuffer) == transport.offset
+            and transport.connected
+            and not transport._writeDisconnected
+            and not getattr(transport, "TLS", False)
+        )
+        if idle:
+            try:
+                sent = transport.socket.send(data)
+            except OSError:  # full (EAGAIN) or broken: Twisted's write handles both
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
 
     def queued_bytes(self) -> int:
         """Bytes written but not yet taken by the kernel (a client that stops

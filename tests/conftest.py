@@ -83,7 +83,7 @@ def redis_layer(settings, redis_url):
     settings.CHAT_REDIS_PREFIX = prefix
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "chat.cache.SharedPoolRedisCache",
             "LOCATION": redis_url,
             "KEY_PREFIX": prefix,
         }
