@@ -227,11 +227,19 @@ async def connect():
     opened: list[ChatSocket] = []
 
     async def open_socket(
-        user, slug, after=None, *, origin="http://localhost", layer_alias=None, expect_hello=True
+        user,
+        slug,
+        after=None,
+        *,
+        origin="http://localhost",
+        layer_alias=None,
+        expect_hello=True,
+        cookie=None,
     ):
+        """`cookie`: a session id to use (default: a new session of `user`)."""
         headers = [(b"origin", origin.encode())] if origin else []
-        if user is not None:
-            cookie = await sync_to_async(session_cookie_for)(user)
+        if user is not None or cookie is not None:
+            cookie = cookie or await sync_to_async(session_cookie_for)(user)
             headers.append((b"cookie", f"sessionid={cookie}".encode()))
         path = f"/ws/rooms/{slug}/" + (f"?after={after}" if after is not None else "")
         app = application
