@@ -14,7 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import events, selectors, services, wire
-from .frames import FrameError, HistoryRequest, Ping, SendMessage, Typing, parse_after
+from .frames import FrameError, HistoryRequest, Ping, Read, SendMessage, Typing, parse_after
 from .frames import parse_client_frame as parse_frame
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -201,6 +201,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._history(frame)
         elif isinstance(frame, Ping):
             await self.send(wire.frame("pong"))
+        elif isinstance(frame, Read):
+            await self._read(frame)
 
     async def _send_message(self, frame: SendMessage):
         try:
@@ -229,6 +231,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             room=self.room, before=frame.before, limit=frame.limit
         )
         await self.send(wire.history_frame(page.messages, page.has_more))
+
+    async def _read(self, frame: Read):
+        """The reader has seen up to frame.seq: store it; the user's other
+        sockets get a `read` frame (not this one)."""
+        await services.mark_read(
+            room=self.room, user=self.user, seq=frame.seq, sender_channel=self.channel_name
+        )
 
     async def _send_error(self, code: str, detail: str, **fields):
         await self.send(wire.error_frame(code, detail, **fields))

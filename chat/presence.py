@@ -152,6 +152,18 @@ class RedisPresence:
         gone, back = await self._client().lua["heartbeat"](keys=self._keys(room_id), args=args)
         return SweepResult(_decode(gone), _decode(back))
 
+    async def online_counts(self, room_ids: list[int]) -> dict[int, int]:
+        """How many users are online in each room: one round trip for all.
+        Read only: entries of a dead worker count until a heartbeat sweeps
+        them (within CHAT_PRESENCE_TTL)."""
+        if not room_ids:
+            return {}
+        async with self._client().pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.hlen(self._keys(room_id)[1])
+            counts = await pipe.execute()
+        return dict(zip(room_ids, counts, strict=True))
+
 
 class MemoryPresence:
     """The same semantics in one process (no Redis configured)."""
@@ -192,6 +204,13 @@ class MemoryPresence:
             room[conn_id] = (username, now + self.ttl)
         back = sorted(self._online(room_id) - before)
         return SweepResult(gone, back)
+
+    async def online_counts(self, room_ids: list[int]) -> dict[int, int]:
+        now = time.time()
+        return {
+            room_id: len({u for u, exp in self.rooms.get(room_id, {}).values() if exp > now})
+            for room_id in room_ids
+        }
 
 
 _store: RedisPresence | MemoryPresence | None = None
