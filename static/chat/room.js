@@ -316,15 +316,15 @@ function changed() {
 }
 
 function scheduleRead() {
-  if (readTimer !== null) return;
-  readTimer = setTimeout(() => {
-    readTimer = null;
-    if (readSeq > sentReadSeq && connection.send({ type: "read", seq: readSeq })) {
-      sentReadSeq = readSeq;
-    } else if (readSeq > sentReadSeq) {
-      scheduleRead(); // not connected: try again shortly
-    }
-  }, READ_EVERY_MS);
+  if (readTimer === null) readTimer = setTimeout(flushRead, READ_EVERY_MS);
+}
+
+function flushRead() {
+  clearTimeout(readTimer);
+  readTimer = null;
+  if (readSeq <= sentReadSeq) return;
+  if (connection.send({ type: "read", seq: readSeq })) sentReadSeq = readSeq;
+  else scheduleRead(); // not connected: try again shortly
 }
 
 newButton.addEventListener("click", () => {
@@ -446,7 +446,10 @@ input.addEventListener("input", () => {
 
 // ------------------------------------------------------------ page lifecycle
 
-window.addEventListener("pagehide", () => connection.stop());
+window.addEventListener("pagehide", () => {
+  flushRead(); // leaving right after reading: the server still hears of it
+  connection.stop();
+});
 window.addEventListener("pageshow", (event) => {
   if (event.persisted) connection.start(); // back from the back/forward cache
 });

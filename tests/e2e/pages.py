@@ -44,3 +44,29 @@ def stored(slug):
         .order_by("seq")
         .values_list("author__username", "body")
     )
+
+
+def look_away(page):
+    """The reader switches to another tab or window: this page is hidden and
+    unfocused. (Headless Chromium keeps every page visible and focused, so
+    the test says it the way the browser would: visibilitychange and blur.)"""
+    page.evaluate(
+        """() => {
+          for (const [name, value] of [["visibilityState", "hidden"], ["hidden", true]]) {
+            Object.defineProperty(document, name, { configurable: true, get: () => value });
+          }
+          document.dispatchEvent(new Event("visibilitychange"));
+          window.dispatchEvent(new Event("blur"));
+        }"""
+    )
+
+
+def look_back(page):
+    page.evaluate(
+        """() => {
+          delete document.visibilityState;
+          delete document.hidden;
+          document.dispatchEvent(new Event("visibilitychange"));
+          window.dispatchEvent(new Event("focus"));
+        }"""
+    )
