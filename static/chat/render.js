@@ -216,9 +216,9 @@ export class MessageList {
     if (seq === this.dividerSeq) return;
     const old = this.bySeq.get(this.dividerSeq);
     this.dividerSeq = seq;
-    if (old) this.refresh(old);
     const item = this.bySeq.get(seq);
-    if (item) this.refresh(item);
+    // The divider takes room: a reader at the bottom stays there.
+    this.keepingScroll(() => [old, item].forEach((node) => node && this.refresh(node)));
   }
 
   get divider() {

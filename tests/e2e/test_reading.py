@@ -456,3 +456,61 @@ def test_directory_pages(live, new_page, make_user):
     expect(page.locator(".room-entry").first).to_contain_text("Room 50")
     page.get_by_role("link", name="Previous").click()
     expect(page.locator(".room-entry").first).to_contain_text("Room 00")
+
+
+# Text colour against the nearest opaque background behind it, as WCAG
+# reckons contrast; every visible element with text of its own is checked.
+CONTRAST_REPORT = """
+() => {
+  const rgb = (value) => value.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => {
+    const c = [r, g, b].map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  const background = (node) => {
+    for (; node; node = node.parentElement) {
+      const value = rgb(getComputedStyle(node).backgroundColor);
+      if (value.length < 4 || value[3] === 1) return value.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const failures = [];
+  for (const node of document.querySelectorAll("body *")) {
+    const own = [...node.childNodes].some((c) => c.nodeType === 3 && c.textContent.trim());
+    const style = getComputedStyle(node);
+    if (!own || !node.checkVisibility() || Number(style.opacity) < 1) continue;
+    if (node.closest(".mod-actions, .user-action, .skip-link, button:disabled")) continue;
+    const [a, b] = [lum(rgb(style.color).slice(0, 3)), lum(background(node))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) failures.push(`${node.tagName}.${node.className}: ${ratio.toFixed(2)}`);
+  }
+  return failures;
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_contrast_in_both_colour_schemes(live, new_context, make_user, scheme):
+    alice_user = make_user("alice")
+    bob_user = make_user("bob")
+    room = services.create_room(owner=alice_user, name="Colours")
+    services.join_room(room=room, user=bob_user)
+    post(room, bob_user, "yesterday's", created=timezone.now() - timedelta(days=1))
+    post(room, alice_user, "mine, with `code` and https://example.com")
+    post(room, bob_user, "@alice **look** at *this*:\n```\nprint(1)\n```")
+    services.create_room(owner=bob_user, name="Private one", is_private=True)
+    page = new_context(color_scheme=scheme).new_page()
+    log_in(page, live, "alice")
+    Membership.objects.filter(room=room, user=alice_user).update(last_read_seq=1)
+    page.reload()
+    assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") == (scheme == "dark")
+    assert page.evaluate(CONTRAST_REPORT) == []  # the directory, with an unread count
+    open_room(page, live, "colours")
+    expect(page.locator(".unread-divider:visible")).to_have_count(1)
+    expect(page.locator(".mention-me")).to_have_count(1)
+    assert page.evaluate(CONTRAST_REPORT) == []
+    page.goto(live.url + "/rooms/nothing-here/")
+    assert page.evaluate(CONTRAST_REPORT) == []
