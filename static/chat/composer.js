@@ -2,6 +2,8 @@
 // the limit (a long paste is never cut silently), keeps a draft per room
 // across reloads, and completes @mentions from the room's members.
 
+import * as storage from "./storage.js";
+
 const COUNT_FROM = 0.9; // show the counter from 90 % of the limit
 const MENTION_BEFORE_CARET = /(?:^|[^\p{L}\p{N}_.+@/-])@([\p{L}\p{N}_.+-]{0,150})$/u;
 
@@ -25,7 +27,7 @@ export class Composer {
     // Chromium sizes the field to its text by itself (field-sizing: content,
     // in the stylesheet); elsewhere the height follows scrollHeight.
     this.sizesItself = window.CSS?.supports?.("field-sizing", "content") ?? false;
-    const draft = this.load();
+    const draft = storage.load(draftKey);
     if (draft) input.value = draft;
     input.addEventListener("input", () => this.changed());
     this.changed();
@@ -36,7 +38,7 @@ export class Composer {
   }
 
   changed() {
-    this.save();
+    storage.save(this.draftKey, this.input.value.trim() ? this.input.value : "");
     this.grow();
     const used = length(this.input.value.trim());
     const near = used >= this.limit * COUNT_FROM;
@@ -61,23 +63,6 @@ export class Composer {
   set(text) {
     this.input.value = text;
     this.changed();
-  }
-
-  load() {
-    try {
-      return localStorage.getItem(this.draftKey) ?? "";
-    } catch {
-      return ""; // storage disabled: no drafts, nothing else changes
-    }
-  }
-
-  save() {
-    try {
-      if (this.input.value.trim()) localStorage.setItem(this.draftKey, this.input.value);
-      else localStorage.removeItem(this.draftKey);
-    } catch {
-      // storage full or disabled: the draft lives only in this page
-    }
   }
 }
 

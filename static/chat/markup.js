@@ -25,7 +25,8 @@ const INLINE = new RegExp(
 );
 const TRAILING_PUNCTUATION = /[.,:;!?'"\]]+$/;
 
-function el(tag, className, text) {
+/** An element with a class and text (as a text node). */
+export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;

@@ -3,6 +3,8 @@
 // message, or for nothing. Never for a room you are looking at (this tab
 // visible and its window focused).
 
+import * as storage from "./storage.js";
+
 const LEVELS = new Set(["mentions", "all", "off"]);
 const BODY_CHARS = 180;
 
@@ -29,21 +31,12 @@ export class Notifier {
   }
 
   get level() {
-    let stored = null;
-    try {
-      stored = localStorage.getItem(this.key);
-    } catch {
-      // storage disabled: the default
-    }
+    const stored = storage.load(this.key);
     return LEVELS.has(stored) ? stored : "mentions";
   }
 
   setLevel(level) {
-    try {
-      localStorage.setItem(this.key, level);
-    } catch {
-      // kept for this page only
-    }
+    storage.save(this.key, level);
   }
 
   get lookingAt() {

@@ -2,7 +2,7 @@
 // User content only ever goes in as text nodes (markup.js builds the DOM
 // nodes of a body), never through innerHTML.
 
-import { parseBody } from "./markup.js";
+import { el, parseBody } from "./markup.js";
 
 const GROUP_WITHIN_MS = 5 * 60 * 1000; // one author's messages this close share a header
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -15,13 +15,6 @@ const dayFormat = new Intl.DateTimeFormat(undefined, {
   day: "numeric",
 });
 const dayWithYearFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full" });
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function startOfDay(date) {
   return new Date(date.getFullYear(), date.getMonth(), date.getDate());

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
+from chat import services
 from chat.models import Message
 
 PASSWORD = "a-long-test-password"  # tests/conftest.py's make_user default
@@ -17,6 +18,18 @@ def log_in(page, live, username, password=PASSWORD):
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(live.url + "/")
+
+
+def alice_and_bob_in_lobby(live, new_page, make_user):
+    """Alice owns "Lobby"; she and Bob are logged in, each in a browser.
+    Returns (room, alice's page, bob's page)."""
+    alice_user = make_user("alice")
+    make_user("bob")
+    room = services.create_room(owner=alice_user, name="Lobby")
+    alice, bob = new_page(), new_page()
+    log_in(alice, live, "alice")
+    log_in(bob, live, "bob")
+    return room, alice, bob
 
 
 def open_room(page, live, slug):

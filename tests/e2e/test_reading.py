@@ -15,7 +15,16 @@ from playwright.sync_api import expect
 
 from chat import services
 from chat.models import Membership, Message
-from tests.e2e.pages import bodies, log_in, look_away, look_back, open_room, send, stored
+from tests.e2e.pages import (
+    alice_and_bob_in_lobby,
+    bodies,
+    log_in,
+    look_away,
+    look_back,
+    open_room,
+    send,
+    stored,
+)
 from tests.servers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -64,14 +73,7 @@ def post(room, author, body, *, created=None):
 
 @pytest.fixture
 def lobby(live, new_page, make_user):
-    """Alice owns "Lobby"; she and Bob are logged in, each in a browser."""
-    alice_user = make_user("alice")
-    make_user("bob")
-    room = services.create_room(owner=alice_user, name="Lobby")
-    alice, bob = new_page(), new_page()
-    log_in(alice, live, "alice")
-    log_in(bob, live, "bob")
-    return room, alice, bob
+    return alice_and_bob_in_lobby(live, new_page, make_user)
 
 
 # ------------------------------------------------------------------ noticing

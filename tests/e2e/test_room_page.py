@@ -207,12 +207,15 @@ def test_scrolling_up_loads_older_messages(live, new_page, make_user):
     expect(bodies(page)).to_have_count(50)
     expect(bodies(page).last).to_have_text("old 120")
     expect(bodies(page).last).to_be_in_viewport()  # opened at the bottom
+    start = page.get_by_text("This is the start of Archive.")
+    expect(start).to_be_hidden()  # older messages exist
     for shown in (100, 120):
         log.hover()
         page.mouse.wheel(0, -100_000)
         expect(bodies(page)).to_have_count(shown)
     expect(bodies(page)).to_have_text([f"old {n}" for n in range(1, 121)])
     expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
+    expect(start).to_be_visible()  # scroll-back reached the first message
 
 
 # ------------------------------------------------------------------ scripted socket
