@@ -183,7 +183,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "chat.cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CHAT_REDIS_PREFIX,
         }
@@ -191,6 +191,10 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Sessions are read through the cache (Redis when configured): a socket's
+# connect costs no session query. Logout and password changes still end them.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 # Chat limits (the contract's environment table).
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "20/10"))
@@ -210,6 +214,18 @@ CHAT_GAP_WAIT = float(os.environ.get("CHAT_GAP_WAIT", "0.25"))
 # same socket waits for the window's end and goes out batched with the others
 # in one `messages` frame (0 = never batch).
 CHAT_BATCH_WINDOW = float(os.environ.get("CHAT_BATCH_WINDOW", "0.02"))
+# Each worker's room hub keeps this many of a room's latest messages in memory:
+# hello's history and most resumes need no database.
+CHAT_HUB_RECENT = env_int("CHAT_HUB_RECENT", 500)
+# Seconds a room's hub stays subscribed and warm after its last local socket
+# left (a worker's sockets that drop together come back together).
+CHAT_HUB_IDLE = float(os.environ.get("CHAT_HUB_IDLE", "30"))
+# Every this many seconds each worker reads the last seq of its rooms in one
+# query, and fills any room that stayed behind (a lost broadcast).
+CHAT_SEQ_WATCH = float(os.environ.get("CHAT_SEQ_WATCH", "2"))
+# Bytes that may wait for a client that does not read before its socket is
+# closed with 4008 (it resumes with `after`).
+CHAT_MAX_QUEUED_BYTES = env_int("CHAT_MAX_QUEUED_BYTES", 1024 * 1024)
 # Typing notices are forwarded at most once per this many seconds per socket.
 CHAT_TYPING_INTERVAL = float(os.environ.get("CHAT_TYPING_INTERVAL", "1.5"))
 

@@ -17,8 +17,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connections
 from django.test import Client
 
-from chat import presence, services
-from chat.services import presence as presence_service
+from chat import hub, presence, services
 from tests.servers import redis_server_url
 
 TIMEOUT = 5  # seconds to wait for any one expected frame
@@ -46,8 +45,7 @@ def close_sync_thread_connections(django_db_setup):
 def _reset_layers():
     channel_layers.backends.clear()
     presence.reset_store()
-    presence_service._local_sockets.clear()
-    presence_service._heartbeats.clear()
+    hub.forget_hubs()
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +83,7 @@ def redis_layer(settings, redis_url):
     settings.CHAT_REDIS_PREFIX = prefix
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "chat.cache.SharedPoolRedisCache",
             "LOCATION": redis_url,
             "KEY_PREFIX": prefix,
         }
@@ -255,3 +253,4 @@ async def connect():
     for socket in opened:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await socket.close()
+    await hub.stop_hubs()

@@ -139,12 +139,12 @@ async def test_directory_counts_people_online(request, alice, bob, store):
         request.getfixturevalue("redis_layer")
     room = await sync_to_async(services.create_room)(owner=alice, name="Live")
     other = await sync_to_async(services.create_room)(owner=alice, name="Empty")
-    await services.open_presence(room=room, user=alice, channel_name="c1")
-    await services.open_presence(room=room, user=alice, channel_name="c2")
-    await services.open_presence(room=room, user=bob, channel_name="c3")
+    await services.open_presence(room_id=room.pk, username="alice", conn_id="c1", skip="c1")
+    await services.open_presence(room_id=room.pk, username="alice", conn_id="c2", skip="c2")
+    await services.open_presence(room_id=room.pk, username="bob", conn_id="c3", skip="c3")
     rooms = await sync_to_async(lambda: list(selectors.room_directory(user=alice)))()
     assert {r.name: r.online for r in rooms} == {"Live": 2, "Empty": 0}
-    await services.close_presence(room=room, user=bob, channel_name="c3")
+    await services.close_presence(room_id=room.pk, username="bob", conn_id="c3")
     rooms = await sync_to_async(lambda: list(selectors.room_directory(user=alice)))()
     assert {r.name: r.online for r in rooms}["Live"] == 1
     assert other.pk

@@ -28,7 +28,7 @@ from .moderation import (
     unban_user,
     unmute_user,
 )
-from .presence import close_presence, heartbeat_once, open_presence
+from .presence import close_presence, open_presence, refresh_presence
 from .reading import advance_read_position, mark_read
 from .rooms import add_member, create_room, join_room, slug_for
 from .sessions import end_session
@@ -50,7 +50,6 @@ __all__ = [
     "close_report",
     "create_room",
     "end_session",
-    "heartbeat_once",
     "join_room",
     "mark_read",
     "muted_error",
@@ -58,6 +57,7 @@ __all__ = [
     "notify_typing",
     "open_presence",
     "post_message",
+    "refresh_presence",
     "remove_message",
     "report_message",
     "restore_message",

@@ -34,13 +34,19 @@ def advance_read_position(*, room: Room, user, seq: int) -> int | None:
     return row[0] if row else None
 
 
-async def mark_read(*, room: Room, user, seq: int, sender_channel: str | None = None) -> int | None:
+async def mark_read(*, room: Room, user, seq: int, conn_id: str | None = None) -> int | None:
     """Advance the user's read position and tell their other sockets in the
-    room (another tab or device clears its unread state): a `read` frame."""
+    room (another tab or device clears its unread state) with a `read` frame;
+    not the socket `conn_id` whose frame moved it."""
     position = await database_sync_to_async(advance_read_position)(room=room, user=user, seq=seq)
     if position is not None:
         await events.send(
-            events.user_group(user.pk),
-            events.room_frame(wire.frame("read", room=room.slug, seq=position), sender_channel),
+            events.room_group(room.pk),
+            events.room_frame(
+                room.pk,
+                wire.frame("read", room=room.slug, seq=position),
+                skip=conn_id,
+                user_id=user.pk,
+            ),
         )
     return position
