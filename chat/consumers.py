@@ -20,7 +20,7 @@ from django.conf import settings
 
 from . import hub, selectors, services, sockets, wire
 from .events import Close
-from .frames import FrameError, HistoryRequest, Ping, SendMessage, Typing, parse_after
+from .frames import FrameError, HistoryRequest, Ping, Read, SendMessage, Typing, parse_after
 from .frames import parse_client_frame as parse_frame
 
 # Connection ids name a socket across workers (presence announcements skip
@@ -175,6 +175,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._history(frame)
         elif isinstance(frame, Ping):
             self.write(wire.PONG)
+        elif isinstance(frame, Read):
+            await self._read(frame)
 
     async def _send_message(self, frame: SendMessage):
         try:
@@ -198,6 +200,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _history(self, frame: HistoryRequest):
         self.write(await self.seat.history(frame.before, frame.limit))
+
+    async def _read(self, frame: Read):
+        """The reader has seen up to frame.seq: store it; the user's other
+        sockets in the room get a `read` frame (not this one)."""
+        await services.mark_read(
+            room=self.room, user=self.user, seq=frame.seq, conn_id=self.conn_id
+        )
 
     def _error(self, code: str, detail: str, **fields):
         self.write(wire.error_frame(code, detail, **fields))

@@ -40,10 +40,13 @@ def room_message(room_id: int, seq: int, text: str) -> dict:
     return {"type": "room.message", "room": room_id, "seq": seq, "text": text}
 
 
-def room_frame(room_id: int, text: str, skip: str | None = None) -> dict:
+def room_frame(
+    room_id: int, text: str, skip: str | None = None, user_id: int | None = None
+) -> dict:
     """A frame every socket in the room gets as it is (typing, join, leave),
-    but the one whose connection id is `skip`."""
-    return {"type": "room.frame", "room": room_id, "text": text, "skip": skip}
+    but the one whose connection id is `skip`; with `user_id`, only that
+    user's sockets (their read position moved on another one)."""
+    return {"type": "room.frame", "room": room_id, "text": text, "skip": skip, "user_id": user_id}
 
 
 def room_presence(room_id: int, kind: str, username: str, skip: str | None = None) -> dict:

@@ -269,7 +269,7 @@ class RoomHub:
         self.broadcast(wire.frame("message.deleted", id=event["id"], seq=seq))
 
     def on_frame(self, event: dict) -> None:
-        self.broadcast(event["text"], skip=event.get("skip"))
+        self.broadcast(event["text"], skip=event.get("skip"), user_id=event.get("user_id"))
 
     def on_presence(self, event: dict) -> None:
         username = event["user"]
@@ -387,17 +387,18 @@ class RoomHub:
             self.last_emit = asyncio.get_running_loop().time()
             self._fanout(wire.messages_frame(batch))
 
-    def broadcast(self, text: str, skip: str | None = None) -> None:
-        """Any frame but a message: after the held batch, so frames keep their order."""
+    def broadcast(self, text: str, skip: str | None = None, user_id: int | None = None) -> None:
+        """Any frame but a message: after the held batch, so frames keep their
+        order. With `user_id`, only to that user's sockets."""
         self._flush()
-        self._fanout(text, skip)
+        self._fanout(text, skip, user_id)
 
-    def _fanout(self, text: str, skip: str | None = None) -> None:
+    def _fanout(self, text: str, skip: str | None = None, user_id: int | None = None) -> None:
         if not self.listeners:
             return
         data = wire.websocket_text_frame(text)
         for conn_id, listener in list(self.listeners.items()):
-            if conn_id != skip:
+            if conn_id != skip and (user_id is None or listener.user_id == user_id):
                 listener.write(text, data)
 
 

@@ -157,6 +157,18 @@ class RedisPresence:
         )
         return SweepResult(_decode(gone), _decode(back), sorted(_decode(online)))
 
+    async def online_counts(self, room_ids: list[int]) -> dict[int, int]:
+        """How many users are online in each room: one round trip for all.
+        Read only: entries of a dead worker count until a heartbeat sweeps
+        them (within CHAT_PRESENCE_TTL)."""
+        if not room_ids:
+            return {}
+        async with self._client().pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.hlen(self._keys(room_id)[1])
+            counts = await pipe.execute()
+        return dict(zip(room_ids, counts, strict=True))
+
 
 class MemoryPresence:
     """The same semantics in one process (no Redis configured)."""
@@ -197,6 +209,13 @@ class MemoryPresence:
             room[_member(username, conn_id)] = (username, now + self.ttl)
         online = self._online(room_id)
         return SweepResult(gone, sorted(online - before), sorted(online))
+
+    async def online_counts(self, room_ids: list[int]) -> dict[int, int]:
+        now = time.time()
+        return {
+            room_id: len({u for u, exp in self.rooms.get(room_id, {}).values() if exp > now})
+            for room_id in room_ids
+        }
 
 
 _store: RedisPresence | MemoryPresence | None = None

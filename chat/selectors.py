@@ -10,13 +10,17 @@ import functools
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.core.paginator import Page, Paginator
 from django.db import connection
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils.crypto import constant_time_compare
 
-from . import wire
+from . import presence, wire
 from .models import Membership, Message, Room
 
 
@@ -37,6 +41,40 @@ def get_room_for(*, user, slug: str) -> Room:
         return Room.objects.visible_to(user).get(slug=slug)
     except Room.DoesNotExist:
         raise RoomNotFound(slug) from None
+
+
+def _count_of(queryset) -> Coalesce:
+    """A correlated COUNT(*) subquery (0 when nothing matches)."""
+    counted = queryset.order_by().values("room_id").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def room_directory(*, user, page: int | str | None = 1) -> Page:
+    """One page of the rooms `user` can see, by name, each with `member_count`,
+    `unread` (messages by others after the user's read position; 0 in rooms
+    they never opened) and `online`. One query for the page's rows and their
+    counts, one for the total, one presence read for all of them."""
+    my_position = Membership.objects.filter(room=OuterRef("pk"), user=user).values("last_read_seq")[
+        :1
+    ]
+    rooms = (
+        Room.objects.visible_to(user)
+        .annotate(read_upto=Subquery(my_position))
+        .annotate(
+            member_count=_count_of(Membership.objects.filter(room=OuterRef("pk"), is_banned=False)),
+            unread=_count_of(
+                Message.objects.visible()
+                .filter(room=OuterRef("pk"), seq__gt=OuterRef("read_upto"))
+                .exclude(author=user)
+            ),
+        )
+        .order_by("name", "pk")
+    )
+    directory = Paginator(rooms, settings.CHAT_DIRECTORY_PAGE).get_page(page)
+    counts = async_to_sync(presence.get_store().online_counts)([r.pk for r in directory])
+    for room in directory:
+        room.online = counts.get(room.pk, 0)
+    return directory
 
 
 @dataclass
@@ -129,10 +167,6 @@ def _session_hash_verified(session, user) -> bool:
     )
 
 
-def room_directory(*, user) -> list[Room]:
-    return list(Room.objects.visible_to(user).select_related("owner").order_by("name"))
-
-
 def room_last_seq(*, room: Room) -> int:
     """The room's highest seq now, read fresh (messages may have come since)."""
     return Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
@@ -152,6 +186,18 @@ def room_members(*, room: Room) -> list[Membership]:
         Membership.objects.filter(room=room, is_banned=False)
         .select_related("user")
         .order_by("user__username")
+    )
+
+
+def member_names(*, room: Room, prefix: str = "", limit: int = 10) -> list[str]:
+    """Usernames of the room's members (not banned) starting with `prefix`,
+    case-insensitively, for @mention completion."""
+    return list(
+        Membership.objects.filter(
+            room=room, is_banned=False, user__username__istartswith=prefix, user__is_active=True
+        )
+        .order_by("user__username")
+        .values_list("user__username", flat=True)[:limit]
     )
 
 

@@ -202,6 +202,8 @@ CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
 CHAT_MAX_FRAME_BYTES = 64 * 1024
 CHAT_HISTORY_PAGE = 50
 CHAT_HISTORY_MAX = 100
+# Rooms per page of the directory.
+CHAT_DIRECTORY_PAGE = env_int("CHAT_DIRECTORY_PAGE", 50)
 # Presence entries expire unless refreshed; a worker that dies without running
 # its disconnect handlers drops out within CHAT_PRESENCE_TTL seconds.
 CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30)

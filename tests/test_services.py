@@ -1,4 +1,5 @@
 import json
+import re
 import threading
 from datetime import timedelta
 
@@ -29,11 +30,31 @@ class TestRooms:
             services.create_room(owner=bob, name="general!")
         assert Room.objects.count() == 1
 
-    @pytest.mark.parametrize("name", ["", "   ", "!!!", "日本語"])
+    @pytest.mark.parametrize("name", ["", "   ", "!!!", "—·—"])
     def test_name_without_letters_or_digits_is_refused(self, alice, name):
         with pytest.raises(services.InvalidInput):
             services.create_room(owner=alice, name=name)
         assert Room.objects.count() == 0
+
+    @pytest.mark.parametrize(
+        "name, slug",
+        [
+            ("Привет, мир", "privet-mir"),
+            ("Київ", "kiyiv"),
+            ("Café Déjà Vu", "cafe-deja-vu"),
+            ("Straße", "strasse"),
+        ],
+    )
+    def test_non_latin_names_get_a_readable_ascii_slug(self, alice, name, slug):
+        room = services.create_room(owner=alice, name=name)
+        assert (room.slug, room.name) == (slug, name)
+
+    @pytest.mark.parametrize("name", ["日本語", "聊天室", "العربية", "한국어 방"])
+    def test_names_in_other_scripts_get_a_generated_slug(self, alice, name):
+        first = services.create_room(owner=alice, name=name)
+        second = services.create_room(owner=alice, name=name)
+        assert re.fullmatch(r"room-[0-9a-f]{8}", first.slug), first.slug
+        assert first.slug != second.slug and first.name == second.name == name
 
     def test_owner_adds_member(self, private_room, alice, bob):
         services.add_member(room=private_room, actor=alice, username="bob")

@@ -29,6 +29,7 @@ from .moderation import (
     unmute_user,
 )
 from .presence import close_presence, open_presence, refresh_presence
+from .reading import advance_read_position, mark_read
 from .rooms import add_member, create_room, join_room, slug_for
 from .sessions import end_session
 
@@ -42,6 +43,7 @@ __all__ = [
     "RateLimited",
     "ServiceError",
     "add_member",
+    "advance_read_position",
     "ban_user",
     "check_rate",
     "close_presence",
@@ -49,6 +51,7 @@ __all__ = [
     "create_room",
     "end_session",
     "join_room",
+    "mark_read",
     "muted_error",
     "mute_user",
     "notify_typing",
