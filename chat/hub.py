@@ -397,9 +397,15 @@ class RoomHub:
         if not self.listeners:
             return
         data = wire.websocket_text_frame(text)
-        for conn_id, listener in list(self.listeners.items()):
-            if conn_id != skip and (user_id is None or listener.user_id == user_id):
-                listener.write(text, data)
+        listeners = list(self.listeners.values())
+        if skip is not None or user_id is not None:  # not the per-message path
+            listeners = [
+                listener
+                for listener in listeners
+                if listener.conn_id != skip and (user_id is None or listener.user_id == user_id)
+            ]
+        for listener in listeners:
+            listener.write(text, data)
 
 
 # ---------------------------------------------------------------- one socket's seat
