@@ -115,7 +115,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
     def _too_far_behind(self) -> None:
         """More than CHAT_MAX_QUEUED_BYTES wait for a client that does not
         read: close it (it resumes with `after`) rather than hold more."""
-        self.close(Close.TOO_FAR_BEHIND)
+        if not self.closed:
+            self.closed = True
+            self._leave()
+            self.writer.close_behind(Close.TOO_FAR_BEHIND)
 
     # ------------------------------------------------------------ opening
 
