@@ -129,7 +129,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
+            "timeout": env_int("CHAT_SQLITE_LOCK_TIMEOUT", 20),
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
@@ -210,7 +210,7 @@ CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 250)
 # Sockets opening at once on one worker (between handshake and hello); more
 # are closed with 1013 and a retry hint, so that a reconnect storm is served
 # in turn instead of every handshake timing out together.
-CHAT_MAX_OPENING = env_int("CHAT_MAX_OPENING", 100)
+CHAT_MAX_OPENING = env_int("CHAT_MAX_OPENING", 1000)
 # A worker that receives messages this many seconds late (its CPU cannot keep
 # up) sheds load: typing notices are dropped from a quarter of it, and from
 # it messages are caught up from the database a room at a time.
