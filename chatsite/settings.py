@@ -13,6 +13,32 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=value` lines of a .env file (comments, blank lines, `export` and
+    quotes allowed; no interpolation)."""
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", line)
+        if not match:
+            raise ImproperlyConfigured(f"{path}, line {number}: expected KEY=value, not {line!r}")
+        key, value = match[1], match[2]
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+# Local runs read `.env` beside manage.py (DJANGO_ENV_FILE names another file;
+# empty: none). The real environment wins over the file.
+ENV_FILE = os.environ.get("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    for _key, _value in read_env_file(Path(ENV_FILE)).items():
+        os.environ.setdefault(_key, _value)
+
+
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -24,25 +50,60 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be 1 or 0, not {value!r}")
 
 
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
+def env_int(name: str, default: int, *, minimum: int | None = 0) -> int:
+    value = os.environ.get(name, "").strip()
     if not value:
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be {minimum} or more, not {value!r}")
+    return number
 
 
-def parse_rate_limit(value: str) -> tuple[int, int] | None:
-    """`<messages>/<seconds>` -> (messages, seconds); `off` -> None."""
-    value = value.strip().lower()
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number >= minimum or number == float("inf"):  # also catches nan
+        raise ImproperlyConfigured(
+            f"{name} must be a number of seconds, {minimum} or more, not {value!r}"
+        )
+    return number
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_origins(name: str) -> list[str]:
+    """Comma-separated origins, each `scheme://host[:port]` (a host may start
+    with `*.` for any subdomain, as in Django's CSRF_TRUSTED_ORIGINS)."""
+    origins = env_list(name)
+    for origin in origins:
+        if not re.fullmatch(r"https?://(\*\.)?[A-Za-z0-9.\-\[\]:]+", origin):
+            raise ImproperlyConfigured(
+                f"{name} must list origins like https://chat.example.com or "
+                f"http://127.0.0.1:8000 (scheme, host, optional port), not {origin!r}"
+            )
+    return origins
+
+
+def env_rate(name: str, default: str) -> tuple[int, int] | None:
+    """`<count>/<seconds>` -> (count, seconds); `off` -> None."""
+    value = os.environ.get(name, "").strip().lower() or default
     if value in ("off", "0", "none"):
         return None
     match = re.fullmatch(r"(\d+)\s*/\s*(\d+)", value)
     if not match or int(match[1]) < 1 or int(match[2]) < 1:
         raise ImproperlyConfigured(
-            f"CHAT_RATE_LIMIT must look like 20/10 (messages/seconds) or 'off', not {value!r}"
+            f"{name} must look like 20/10 (count/seconds) or 'off', not {value!r}"
         )
     return int(match[1]), int(match[2])
 
@@ -59,16 +120,10 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "django-insecure-dev-only-key-do-not-use-in-production"
 
-ALLOWED_HOSTS = [
-    h.strip()
-    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",")
-    if h.strip()
-]
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 # Same-origin form posts pass Django's Origin check without this; it is for a
 # proxy that rewrites the scheme or port.
-CSRF_TRUSTED_ORIGINS = [
-    o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
-]
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
@@ -115,13 +170,16 @@ TEMPLATES = [
 # Database: one short transaction per stored message on a persistent
 # connection (CONN_MAX_AGE); per-call connect/close was a large share of the
 # server's CPU per message when measured.
-DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+try:
+    _database = dj_database_url.parse(
+        DATABASE_URL,
         conn_max_age=env_int("DJANGO_CONN_MAX_AGE", 600),
         conn_health_checks=True,
     )
-}
+except ValueError as error:  # dj-database-url's ParseError and UnknownSchemeError
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL we can use: {error}") from None
+DATABASES = {"default": _database}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several Daphne workers may write to one SQLite file: take the write lock
     # at BEGIN (no upgrade deadlocks), wait for it instead of failing, and let
@@ -133,10 +191,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    # Tests run Daphne subprocesses against the test database: keep it a file.
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.get("CHAT_TEST_SQLITE", str(BASE_DIR / f"test-{os.getpid()}.sqlite3"))
-    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that does not answer fails a connect within seconds
+    # instead of the operating system's minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -167,7 +225,11 @@ STORAGES = {
 }
 
 # Redis: channel layer, presence and rate limits. Unset: one process, in memory.
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        f"REDIS_URL must start with redis://, rediss:// or unix://, not {REDIS_URL!r}"
+    )
 # Prefix of every Redis key and pub/sub channel (channel layer, presence,
 # cache): deployments, or test runs, sharing one Redis stay apart with their own.
 CHAT_REDIS_PREFIX = os.environ.get("CHAT_REDIS_PREFIX", "chat")
@@ -193,23 +255,23 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Chat limits (the contract's environment table).
-CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "20/10"))
-CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
+CHAT_RATE_LIMIT = env_rate("CHAT_RATE_LIMIT", "20/10")
+CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000, minimum=1)
 CHAT_MAX_FRAME_BYTES = 64 * 1024
 CHAT_HISTORY_PAGE = 50
 CHAT_HISTORY_MAX = 100
 # Presence entries expire unless refreshed; a worker that dies without running
 # its disconnect handlers drops out within CHAT_PRESENCE_TTL seconds.
-CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30)
+CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30, minimum=3)
 # How long a consumer waits for a missing seq before filling the gap from the
 # database (messages committed on different workers may arrive out of order).
-CHAT_GAP_WAIT = float(os.environ.get("CHAT_GAP_WAIT", "0.25"))
+CHAT_GAP_WAIT = env_float("CHAT_GAP_WAIT", 0.25)
 # A message arriving within this many seconds of the previous one sent to the
 # same socket waits for the window's end and goes out batched with the others
 # in one `messages` frame (0 = never batch).
-CHAT_BATCH_WINDOW = float(os.environ.get("CHAT_BATCH_WINDOW", "0.02"))
+CHAT_BATCH_WINDOW = env_float("CHAT_BATCH_WINDOW", 0.02)
 # Typing notices are forwarded at most once per this many seconds per socket.
-CHAT_TYPING_INTERVAL = float(os.environ.get("CHAT_TYPING_INTERVAL", "1.5"))
+CHAT_TYPING_INTERVAL = env_float("CHAT_TYPING_INTERVAL", 1.5)
 
 # Served over HTTPS (directly or behind a TLS-terminating proxy that sets
 # X-Forwarded-Proto): secure cookies, HSTS, redirect plain HTTP. Off by default
@@ -220,14 +282,19 @@ if SERVED_OVER_TLS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$"]
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "WARNING").strip().upper() or "WARNING"
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(
+        f"DJANGO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "WARNING")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

@@ -13,7 +13,6 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connections
 from django.test import Client
 
@@ -22,13 +21,6 @@ from chat.services import presence as presence_service
 from tests.servers import redis_server_url
 
 TIMEOUT = 5  # seconds to wait for any one expected frame
-
-
-class FastPBKDF2PasswordHasher(PBKDF2PasswordHasher):
-    """Same algorithm name, few iterations: the hash records its iteration
-    count, so live Daphne servers (default hashers) still verify it."""
-
-    iterations = 1000
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -53,7 +45,6 @@ def _reset_layers():
 @pytest.fixture(autouse=True)
 def fresh_layers(settings):
     """Every test starts with a fresh in-memory layer and presence store."""
-    settings.PASSWORD_HASHERS = ["tests.conftest.FastPBKDF2PasswordHasher"]
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
     }

@@ -92,6 +92,23 @@ def redis_server_url():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def run_python(*args, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python *args` in the project directory with `env` on top of this
+    process's environment less every DJANGO_/CHAT_ variable and the database
+    and Redis URLs: a fresh shell with only the settings given."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CHAT_"))}
+    clean.pop("DATABASE_URL", None)
+    clean.pop("REDIS_URL", None)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def database_url_for_tests() -> str:
     """The URL of the test database pytest-django created, for subprocesses."""
     from django.db import connection
