@@ -1,19 +1,17 @@
 from datetime import timedelta
 
-import redis
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
-from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from . import health, selectors, services
 from .forms import AddMemberForm, RoomForm
 from .models import Membership, Message
 
@@ -104,33 +102,29 @@ def add_member(request, slug):
     return redirect("chat:room", slug=room.slug)
 
 
-_redis_for_health = None
-
-
-def _redis_ping() -> None:
-    global _redis_for_health
-    if _redis_for_health is None:
-        _redis_for_health = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
-        )
-    _redis_for_health.ping()
+async def _probe(checks) -> JsonResponse:
+    outcomes = await health.run_checks(checks)
+    failed = {name: outcome for name, outcome in outcomes.items() if outcome != "ok"}
+    if failed:
+        return JsonResponse({"status": "error", **failed}, status=503)
+    return JsonResponse({"status": "ok"})
 
 
 @never_cache
-def healthz(request):
-    problems = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception as error:  # any failure means "not healthy"
-        problems["database"] = str(error) or type(error).__name__
-    if settings.REDIS_URL:
-        try:
-            _redis_ping()
-        except Exception as error:
-            problems["channel_layer"] = str(error) or type(error).__name__
-    if problems:
-        return JsonResponse({"status": "error", **problems}, status=503)
+async def healthz(request):
+    """The contract's health: the database and the channel layer answer."""
+    return await _probe(health.health_checks())
+
+
+@never_cache
+async def readyz(request):
+    """Readiness: the database takes writes and answers reads, Redis answers."""
+    return await _probe(health.readiness_checks())
+
+
+@never_cache
+async def livez(request):
+    """Liveness: the process answers (no I/O)."""
     return JsonResponse({"status": "ok"})
 
 

@@ -273,6 +273,11 @@ CHAT_BATCH_WINDOW = env_float("CHAT_BATCH_WINDOW", 0.02)
 # Typing notices are forwarded at most once per this many seconds per socket.
 CHAT_TYPING_INTERVAL = env_float("CHAT_TYPING_INTERVAL", 1.5)
 
+# Health checks (/healthz, /readyz): seconds each check may take before it
+# counts as failed, so that a stalled Redis or a locked database answers 503
+# at once instead of hanging the probe.
+CHAT_HEALTH_TIMEOUT = env_float("CHAT_HEALTH_TIMEOUT", 1.0, minimum=0.05)
+
 # Served over HTTPS (directly or behind a TLS-terminating proxy that sets
 # X-Forwarded-Proto): secure cookies, HSTS, redirect plain HTTP. Off by default
 # so that the plain `daphne` command works on http://127.0.0.1 with DEBUG off.

