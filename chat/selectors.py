@@ -82,26 +82,79 @@ def messages_after(*, room: Room, after: int, upto: int | None = None) -> Histor
     return HistoryPage(messages=messages, has_more=has_more)
 
 
-# Who may moderate whom: an actor acts only on someone of lower rank.
+# Who may moderate whom: an actor acts only on someone of lower rank. Site
+# staff rank above everyone in every room only with the admin permission
+# for the same action (a staff account without it can do nothing in the
+# admin either, so it has no rank here beyond its room role).
 RANK_STAFF, RANK_OWNER, RANK_MODERATOR, RANK_MEMBER = 3, 2, 1, 0
 _ROLE_RANK = {
-    Membership.Role.OWNER: RANK_OWNER,
     Membership.Role.MODERATOR: RANK_MODERATOR,
     Membership.Role.MEMBER: RANK_MEMBER,
 }
+# The admin permission that stands for each kind of moderation.
+MODERATE_MEMBERS = "chat.change_membership"
+MODERATE_MESSAGES = "chat.change_message"
+MODERATE_ROOMS = "chat.change_room"
+MODERATE_REPORTS = "chat.change_report"
+ADD_MEMBERS = "chat.add_membership"
+REMOVE_MEMBERS = "chat.delete_membership"
+MANAGE_ACCOUNTS = "auth.change_user"
 
 
-def moderation_rank(*, user, room: Room) -> int:
-    if user.is_staff and user.is_active:
+def is_site_moderator(*, user, perm: str) -> bool:
+    """Active staff holding the admin permission `perm` (superusers hold all)."""
+    return bool(user.is_active and user.is_staff and user.has_perm(perm))
+
+
+def _rank(*, user, room: Room, perm: str, banned_lose_rank: bool) -> int:
+    if is_site_moderator(user=user, perm=perm):
         return RANK_STAFF
     membership = membership_of(room=room, user=user)
-    if membership is None or membership.is_banned:
+    if banned_lose_rank and membership is not None and membership.is_banned:
+        return RANK_MEMBER
+    if room.owner_id == user.pk:
+        return RANK_OWNER
+    if membership is None:
         return RANK_MEMBER
     return _ROLE_RANK[membership.role]
 
 
+def moderation_rank(*, user, room: Room, perm: str = MODERATE_MEMBERS) -> int:
+    """What `user` may do in `room` now: a banned or inactive user nothing."""
+    if not user.is_active:
+        return RANK_MEMBER
+    return _rank(user=user, room=room, perm=perm, banned_lose_rank=True)
+
+
+def standing_rank(*, user, room: Room, perm: str = MODERATE_MEMBERS) -> int:
+    """How senior `user` is as the target of an action in `room`. A ban does
+    not lower it: a moderator the owner banned stays out of a fellow
+    moderator's reach, unban included."""
+    return _rank(user=user, room=room, perm=perm, banned_lose_rank=False)
+
+
 def can_moderate(*, user, room: Room) -> bool:
     return moderation_rank(user=user, room=room) >= RANK_MODERATOR
+
+
+def can_add_members(*, user, room: Room) -> bool:
+    """The room's owner (unless banned from it) and staff with the admin's
+    add-membership permission."""
+    if is_site_moderator(user=user, perm=ADD_MEMBERS):
+        return True
+    if room.owner_id != user.pk or not user.is_active:
+        return False
+    membership = membership_of(room=room, user=user)
+    return membership is None or not membership.is_banned
+
+
+def member_named(*, room: Room, username: str) -> Membership | None:
+    """The membership of the user called `username` in `room` (banned ones
+    included); None for no such user and for someone who is not a member
+    alike."""
+    return (
+        Membership.objects.select_related("user").filter(room=room, user__username=username).first()
+    )
 
 
 def message_in_context(*, message: Message, around: int = 3) -> list[Message]:

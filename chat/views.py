@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.http import Http404, JsonResponse
@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from . import health, selectors, services
 from .forms import AddMemberForm, RoomForm
-from .models import Membership, Message
+from .models import Message
 
 
 def signup(request):
@@ -66,7 +66,7 @@ def _room_or_404(request, slug):
 def room(request, slug):
     room = _room_or_404(request, slug)
     membership = services.join_room(room=room, user=request.user)
-    can_add_members = request.user.is_staff or membership.role == Membership.Role.OWNER
+    can_add_members = selectors.can_add_members(user=request.user, room=room)
     can_moderate = selectors.can_moderate(user=request.user, room=room)
     return render(
         request,
@@ -179,34 +179,37 @@ def report_message(request, slug, message_id):
 
 
 MUTE_CHOICES = {"10": 10, "60": 60, "1440": 1440}  # minutes; absent = until unmuted
+USER_ACTIONS = {
+    "ban": services.ban_user,
+    "unban": services.unban_user,
+    "mute": services.mute_user,
+    "unmute": services.unmute_user,
+}
 
 
 @login_required
 @require_POST
 def moderate_user(request, slug, username, action):
     room = _room_or_404(request, slug)
-    target = get_user_model().objects.filter(username=username).first()
-    if target is None:
-        raise Http404("No such user.")
-    common = {
-        "room": room,
-        "user": target,
-        "actor": request.user,
-        "reason": request.POST.get("reason", ""),
-    }
+    service = USER_ACTIONS.get(action)
+    if service is None:
+        raise Http404("No such action.")
+    # Who may act comes before whom they name, and someone who is not a member
+    # gets the same answer as a name nobody has: these replies tell nobody
+    # which usernames exist.
+    if not selectors.can_moderate(user=request.user, room=room):
+        return _json_error(403, f"You cannot moderate {room.name}.")
+    options = {"reason": request.POST.get("reason", "")}
     if action == "mute":
         minutes = request.POST.get("minutes", "")
         if minutes and minutes not in MUTE_CHOICES:
             return _json_error(400, "minutes must be one of 10, 60, 1440, or absent.")
-        common["until"] = (
+        options["until"] = (
             timezone.now() + timedelta(minutes=MUTE_CHOICES[minutes]) if minutes else None
         )
-    service = {
-        "ban": services.ban_user,
-        "unban": services.unban_user,
-        "mute": services.mute_user,
-        "unmute": services.unmute_user,
-    }.get(action)
-    if service is None:
-        raise Http404("No such action.")
-    return _json_outcome(lambda: service(**common))
+    membership = selectors.member_named(room=room, username=username)
+    if membership is None:
+        return _json_error(404, f"There is no member called {username} in {room.name}.")
+    return _json_outcome(
+        lambda: service(room=room, user=membership.user, actor=request.user, **options)
+    )

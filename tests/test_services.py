@@ -7,7 +7,7 @@ from channels.layers import get_channel_layer
 from django.db import connection
 from django.utils import timezone
 
-from chat import events, services
+from chat import events, selectors, services
 from chat.models import Membership, Message, Room
 
 
@@ -17,7 +17,9 @@ class TestRooms:
         room = services.create_room(owner=alice, name="  Coffee & Tea Talk! ")
         assert room.slug == "coffee-tea-talk"
         assert room.name == "Coffee & Tea Talk!"
-        assert Membership.objects.get(room=room, user=alice).role == "owner"
+        assert room.owner == alice  # the one record of ownership
+        assert Membership.objects.get(room=room, user=alice).role == "member"
+        assert selectors.moderation_rank(user=alice, room=room) == selectors.RANK_OWNER
 
     def test_slug_is_at_most_50_characters(self, alice):
         room = services.create_room(owner=alice, name="a" * 100)

@@ -5,7 +5,7 @@ One module per seam (rooms, messages, presence, sessions, moderation); every
 public name is re-exported here, so callers write `services.post_message(...)`.
 """
 
-from .errors import Forbidden, InvalidInput, Locked, Muted, RateLimited, ServiceError
+from .errors import Forbidden, InvalidInput, Locked, Muted, NotFound, RateLimited, ServiceError
 from .messages import (
     MUTED_INDEFINITELY,
     Posted,
@@ -19,12 +19,14 @@ from .moderation import (
     ban_user,
     close_report,
     mute_user,
+    remove_member,
     remove_message,
     report_message,
     restore_message,
     set_account_active,
     set_role,
     set_room_locked,
+    set_room_owner,
     unban_user,
     unmute_user,
 )
@@ -38,6 +40,7 @@ __all__ = [
     "InvalidInput",
     "Locked",
     "Muted",
+    "NotFound",
     "Posted",
     "RateLimited",
     "ServiceError",
@@ -55,12 +58,14 @@ __all__ = [
     "notify_typing",
     "open_presence",
     "post_message",
+    "remove_member",
     "remove_message",
     "report_message",
     "restore_message",
     "set_account_active",
     "set_role",
     "set_room_locked",
+    "set_room_owner",
     "slug_for",
     "store_message",
     "unban_user",

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
+from .. import selectors
 from ..models import Membership, Room
 from .errors import Forbidden, InvalidInput
 
@@ -31,13 +32,13 @@ def create_room(*, owner, name: str, is_private: bool = False) -> Room:
             room = Room.objects.create(name=name, slug=slug, is_private=is_private, owner=owner)
     except IntegrityError:  # created by someone else a moment ago
         raise InvalidInput(f"A room with the address '{slug}' exists already.") from None
-    Membership.objects.create(room=room, user=owner, role=Membership.Role.OWNER)
+    Membership.objects.create(room=room, user=owner)
     return room
 
 
 def add_member(*, room: Room, actor, username: str) -> Membership:
     """The room's owner (or site staff) adds a member by username."""
-    if not (actor.is_staff or room.owner_id == actor.pk):
+    if not selectors.can_add_members(user=actor, room=room):
         raise Forbidden("Only the room's owner can add members.")
     try:
         user = get_user_model().objects.get(username=username.strip())
