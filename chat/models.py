@@ -16,6 +16,9 @@ class RoomQuerySet(models.QuerySet):
 
 class Room(models.Model):
     name = models.CharField(max_length=100)
+    # What the name looks like (chat.text.skeleton): a new room may not look
+    # like one its creator can already see.
+    name_skeleton = models.CharField(max_length=300, db_index=True, editable=False, default="")
     slug = models.SlugField(max_length=50, unique=True)
     is_private = models.BooleanField("private", default=False)
     # The one record of who owns the room (memberships say moderator or member).
@@ -72,6 +75,20 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.room} ({self.role})"
+
+
+class UsernameSkeleton(models.Model):
+    """What each username looks like (chat.text.skeleton), kept beside
+    Django's user table so that a new name is checked against every existing
+    one with an index lookup. Written when a user is saved (chat.signals)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    skeleton = models.CharField(max_length=300, db_index=True)
+
+    def __str__(self):
+        return self.skeleton
 
 
 class MessageQuerySet(models.QuerySet):

@@ -4,7 +4,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -12,14 +11,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import health, selectors, services
-from .forms import AddMemberForm, RoomForm
+from .forms import AddMemberForm, RoomForm, SignupForm
 from .models import Message
 
 
 def signup(request):
     if request.user.is_authenticated:
         return redirect("chat:directory")
-    form = UserCreationForm(request.POST or None)
+    form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -40,6 +39,7 @@ def directory(request):
 @login_required
 def create_room(request):
     form = RoomForm(request.POST or None)
+    status = 400 if request.method == "POST" else 200
     if request.method == "POST" and form.is_valid():
         try:
             room = services.create_room(
@@ -49,9 +49,9 @@ def create_room(request):
             )
         except services.ServiceError as error:
             form.add_error("name", error.detail)
+            status = error.http_status  # 429 for the rooms-per-hour cap
         else:
             return redirect("chat:room", slug=room.slug)
-    status = 400 if request.method == "POST" else 200
     return render(request, "chat/create_room.html", {"form": form}, status=status)
 
 
@@ -89,14 +89,17 @@ def add_member(request, slug):
     room = _room_or_404(request, slug)
     form = AddMemberForm(request.POST)
     if form.is_valid():
+        username = form.cleaned_data["username"]
         try:
-            services.add_member(
-                room=room, actor=request.user, username=form.cleaned_data["username"]
-            )
+            services.add_member(room=room, actor=request.user, username=username)
         except services.ServiceError as error:
             messages.error(request, error.detail)
         else:
-            messages.success(request, f"Added {form.cleaned_data['username']} to {room.name}.")
+            # The same words whether or not the account exists: this form
+            # does not tell anyone who has an account.
+            messages.success(
+                request, f"If there is an account called {username}, it is now in {room.name}."
+            )
     else:
         messages.error(request, "Give a username to add.")
     return redirect("chat:room", slug=room.slug)

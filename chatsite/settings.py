@@ -278,6 +278,13 @@ CHAT_TYPING_INTERVAL = env_float("CHAT_TYPING_INTERVAL", 1.5)
 # at once instead of hanging the probe.
 CHAT_HEALTH_TIMEOUT = env_float("CHAT_HEALTH_TIMEOUT", 1.0, minimum=0.05)
 
+# Rooms one user may create in an hour (0 = no limit).
+CHAT_ROOMS_PER_HOUR = env_int("CHAT_ROOMS_PER_HOUR", 10)
+# Add-member attempts naming no account, per room owner (`<count>/<seconds>`
+# or `off`, counted in the cache, so across workers with Redis): beyond it,
+# adding members waits, so the form cannot be used to list who has an account.
+CHAT_ADD_MEMBER_MISS_LIMIT = env_rate("CHAT_ADD_MEMBER_MISS_LIMIT", "20/3600")
+
 # Served over HTTPS (directly or behind a TLS-terminating proxy that sets
 # X-Forwarded-Proto): secure cookies, HSTS, redirect plain HTTP. Off by default
 # so that the plain `daphne` command works on http://127.0.0.1 with DEBUG off.

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from chat import selectors, services
 from chat.models import Membership, ModerationLog, Room
+from tests.admin_forms import change_form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -237,26 +238,9 @@ def test_room_owner_is_the_one_record_of_ownership(alice, bob, room):
     assert not Membership.objects.exclude(role__in=["moderator", "member"]).exists()
 
 
-def admin_room_form(client, room) -> dict:
-    """The room's admin change form as a browser would post it back."""
-    page = client.get(f"/admin/chat/room/{room.pk}/change/")
-    form = page.context["adminform"].form
-    data = {name: value for name, value in form.initial.items() if value is not None}
-    data["is_private"] = "on" if room.is_private else ""
-    for formset in page.context["inline_admin_formsets"]:
-        management = formset.formset.management_form
-        for name, value in management.initial.items():
-            data[f"{management.prefix}-{name}"] = value
-        for index, inline in enumerate(formset.formset.forms):
-            data[f"{inline.prefix}-id"] = inline.instance.pk
-            data[f"{inline.prefix}-room"] = room.pk
-            assert inline.prefix.endswith(str(index))
-    return data
-
-
 def test_giving_a_room_away_in_the_admin_is_checked_and_logged(superuser, alice, bob, room):
     client = client_for(superuser)
-    data = admin_room_form(client, room)
+    data = change_form_data(client, f"/admin/chat/room/{room.pk}/change/")
     data["owner"] = bob.pk
     response = client.post(f"/admin/chat/room/{room.pk}/change/", data)
     assert response.status_code == 302, response.content[:3000]

@@ -5,6 +5,7 @@ One module per seam (rooms, messages, presence, sessions, moderation); every
 public name is re-exported here, so callers write `services.post_message(...)`.
 """
 
+from .accounts import check_username, record_username
 from .errors import Forbidden, InvalidInput, Locked, Muted, NotFound, RateLimited, ServiceError
 from .messages import (
     MUTED_INDEFINITELY,
@@ -31,7 +32,7 @@ from .moderation import (
     unmute_user,
 )
 from .presence import close_presence, heartbeat_once, open_presence
-from .rooms import add_member, create_room, join_room, slug_for
+from .rooms import add_member, check_room_name, create_room, join_room, slug_for
 from .sessions import end_session
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
     "add_member",
     "ban_user",
     "check_rate",
+    "check_room_name",
+    "check_username",
     "close_presence",
     "close_report",
     "create_room",
@@ -58,6 +61,7 @@ __all__ = [
     "notify_typing",
     "open_presence",
     "post_message",
+    "record_username",
     "remove_member",
     "remove_message",
     "report_message",
