@@ -278,6 +278,15 @@ CHAT_TYPING_INTERVAL = env_float("CHAT_TYPING_INTERVAL", 1.5)
 # at once instead of hanging the probe.
 CHAT_HEALTH_TIMEOUT = env_float("CHAT_HEALTH_TIMEOUT", 1.0, minimum=0.05)
 
+# Throttles, each `<count>/<seconds>` or `off`, counted in the cache (Redis
+# with REDIS_URL, so every worker counts together); see chat/auth_throttle.py.
+# Failed logins (login page, admin login, a wrong old password on password
+# change) per username, and per client address; sign-up attempts per
+# username use the first too.
+CHAT_LOGIN_LIMIT_USER = env_rate("CHAT_LOGIN_LIMIT_USER", "10/900")
+CHAT_LOGIN_LIMIT_IP = env_rate("CHAT_LOGIN_LIMIT_IP", "30/900")
+# Sign-up attempts per client address.
+CHAT_SIGNUP_LIMIT_IP = env_rate("CHAT_SIGNUP_LIMIT_IP", "10/3600")
 # Rooms one user may create in an hour (0 = no limit).
 CHAT_ROOMS_PER_HOUR = env_int("CHAT_ROOMS_PER_HOUR", 10)
 # Add-member attempts naming no account, per room owner (`<count>/<seconds>`

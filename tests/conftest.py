@@ -13,6 +13,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import connections
 from django.test import Client
 
@@ -36,6 +38,8 @@ def close_sync_thread_connections(django_db_setup):
 
 
 def _reset_layers():
+    if isinstance(caches["default"], LocMemCache):  # never FLUSHDB a shared Redis
+        caches["default"].clear()  # throttle counters start at zero in every test
     channel_layers.backends.clear()
     presence.reset_store()
     presence_service._local_sockets.clear()
@@ -49,6 +53,7 @@ def fresh_layers(settings):
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
     }
     settings.REDIS_URL = ""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     _reset_layers()
     yield
     _reset_layers()

@@ -143,6 +143,7 @@ class DaphneServer:
         redis_url: str | None,
         port: int | None = None,
         extra_env: dict | None = None,
+        daphne_args: tuple[str, ...] = (),
     ):
         from django.conf import settings
 
@@ -168,6 +169,7 @@ class DaphneServer:
             env["REDIS_URL"] = redis_url
         env.update(extra_env or {})
         self.env = env
+        self.daphne_args = daphne_args
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -188,6 +190,7 @@ class DaphneServer:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                *self.daphne_args,
                 "chatsite.asgi:application",
             ],
             cwd=ROOT,
