@@ -287,6 +287,11 @@ CHAT_LOGIN_LIMIT_USER = env_rate("CHAT_LOGIN_LIMIT_USER", "10/900")
 CHAT_LOGIN_LIMIT_IP = env_rate("CHAT_LOGIN_LIMIT_IP", "30/900")
 # Sign-up attempts per client address.
 CHAT_SIGNUP_LIMIT_IP = env_rate("CHAT_SIGNUP_LIMIT_IP", "10/3600")
+# WebSocket origins allowed beyond the socket's own (scheme, host and port of
+# its Host header, that host being in ALLOWED_HOSTS): for pages served from
+# another origin. CSRF_TRUSTED_ORIGINS are allowed too. See chat/origins.py.
+CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
+
 # Rooms one user may create in an hour (0 = no limit).
 CHAT_ROOMS_PER_HOUR = env_int("CHAT_ROOMS_PER_HOUR", 10)
 # Add-member attempts naming no account, per room owner (`<count>/<seconds>`
