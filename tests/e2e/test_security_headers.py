@@ -120,3 +120,22 @@ def test_the_room_page_of_a_moderator_works_under_the_policy(live, watched_page,
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
     assert violations_in(page) == []
+
+
+def test_the_room_page_quotes_names_in_moderation_urls(live, watched_page, make_user):
+    # "+" and "@" may be in usernames ("." and ".." may not: the URL would
+    # collapse); the page builds /users/<name>/mute/ with the name quoted.
+    owner = make_user("bob")
+    make_user("a+b@c")
+    room = services.create_room(owner=owner, name="Den")
+    bob, other = watched_page(), watched_page()
+    log_in(bob, live, "bob")
+    log_in(other, live, "a+b@c")
+    open_room(bob, live, "den")
+    open_room(other, live, "den")
+    bob.get_by_role("button", name="Mute a+b@c").click()
+    dialog = bob.get_by_role("dialog")
+    dialog.get_by_label("How long").select_option("10")
+    dialog.get_by_role("button", name="Mute", exact=True).click()
+    expect(bob.locator("#moderation-status")).to_have_text("Muted a+b@c for 10 minutes")
+    assert Membership.objects.get(room=room, user__username="a+b@c").muted_until is not None
