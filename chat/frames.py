@@ -13,7 +13,9 @@ from django.conf import settings
 
 from . import text
 
-CLIENT_TYPES = ("message.send", "typing", "history", "ping")
+CLIENT_TYPES = ("message.send", "typing", "history", "ping", "read")
+# seq values are stored in a signed 64-bit column.
+MAX_SEQ = 2**63 - 1
 
 
 class FrameError(Exception):
@@ -45,7 +47,14 @@ class Ping:
     pass
 
 
-ClientFrame = SendMessage | Typing | HistoryRequest | Ping
+@dataclass(frozen=True)
+class Read:
+    """The reader has seen every message up to `seq` (an extension)."""
+
+    seq: int
+
+
+ClientFrame = SendMessage | Typing | HistoryRequest | Ping | Read
 
 
 def bad(detail: str) -> FrameError:
@@ -83,6 +92,8 @@ def parse_client_frame(text: str) -> ClientFrame:
         return Typing()
     if kind == "ping":
         return Ping()
+    if kind == "read":
+        return _parse_read(data)
     raise bad(f"unknown frame type {kind[:64]!r}; expected one of {', '.join(CLIENT_TYPES)}")
 
 
@@ -114,6 +125,13 @@ def _parse_history(data: dict) -> HistoryRequest:
     if not (_is_int(limit) and 1 <= limit <= settings.CHAT_HISTORY_MAX):
         raise bad(f"history 'limit' must be a whole number from 1 to {settings.CHAT_HISTORY_MAX}")
     return HistoryRequest(before=before, limit=limit)
+
+
+def _parse_read(data: dict) -> Read:
+    seq = data.get("seq")
+    if not (_is_int(seq) and 0 <= seq <= MAX_SEQ):
+        raise bad("read 'seq' must be a seq (a whole number, 0 or more)")
+    return Read(seq=seq)
 
 
 def parse_after(raw: str | None) -> int | None:

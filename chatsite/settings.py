@@ -246,7 +246,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "chat.cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CHAT_REDIS_PREFIX,
         }
@@ -255,12 +255,18 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Sessions are read through the cache (Redis when configured): a socket's
+# connect costs no session query. Logout and password changes still end them.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 # Chat limits (the contract's environment table).
 CHAT_RATE_LIMIT = env_rate("CHAT_RATE_LIMIT", "20/10")
 CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000, minimum=1)
 CHAT_MAX_FRAME_BYTES = 64 * 1024
 CHAT_HISTORY_PAGE = 50
 CHAT_HISTORY_MAX = 100
+# Rooms per page of the directory.
+CHAT_DIRECTORY_PAGE = env_int("CHAT_DIRECTORY_PAGE", 50)
 # Presence entries expire unless refreshed; a worker that dies without running
 # its disconnect handlers drops out within CHAT_PRESENCE_TTL seconds.
 CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30, minimum=3)
@@ -271,6 +277,18 @@ CHAT_GAP_WAIT = env_float("CHAT_GAP_WAIT", 0.25)
 # same socket waits for the window's end and goes out batched with the others
 # in one `messages` frame (0 = never batch).
 CHAT_BATCH_WINDOW = env_float("CHAT_BATCH_WINDOW", 0.02)
+# Each worker's room hub keeps this many of a room's latest messages in memory:
+# hello's history and most resumes need no database.
+CHAT_HUB_RECENT = env_int("CHAT_HUB_RECENT", 500)
+# Seconds a room's hub stays subscribed and warm after its last local socket
+# left (a worker's sockets that drop together come back together).
+CHAT_HUB_IDLE = env_float("CHAT_HUB_IDLE", 30.0)
+# Every this many seconds each worker reads the last seq of its rooms in one
+# query, and fills any room that stayed behind (a lost broadcast).
+CHAT_SEQ_WATCH = env_float("CHAT_SEQ_WATCH", 2.0, minimum=0.05)
+# Bytes that may wait for a client that does not read before its socket is
+# closed with 4008 (it resumes with `after`).
+CHAT_MAX_QUEUED_BYTES = env_int("CHAT_MAX_QUEUED_BYTES", 1024 * 1024)
 # Typing notices are forwarded at most once per this many seconds per socket.
 CHAT_TYPING_INTERVAL = env_float("CHAT_TYPING_INTERVAL", 1.5)
 

@@ -230,5 +230,6 @@ class DaphneServer:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
+        if not os.environ.get("CHAT_KEEP_LOGS"):
+            with contextlib.suppress(OSError):
+                os.unlink(self.log.name)

@@ -269,7 +269,7 @@ def test_only_staff_give_rooms_away(alice, bob, room):
 @pytest.mark.django_db(transaction=True)
 def test_the_data_migration_keeps_room_owner_and_turns_owner_roles_into_roles():
     executor = MigrationExecutor(connection)
-    before = [("chat", "0003_one_owner_record")]
+    before = [("chat", "0004_one_owner_record")]
     executor.migrate(before)
     apps = executor.loader.project_state(before).apps
     User = apps.get_model("auth", "User")

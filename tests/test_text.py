@@ -180,7 +180,9 @@ def test_moderation_urls_work_for_names_with_symbols(make_user, room):
 
 
 def test_room_names_that_look_like_a_visible_room_are_refused(alice, bob, room):
-    for name in ["G\u0435neral", "Genera1", "G\u0435n\u0435r\u0430l"]:
+    # (Cyrillic look-alikes are romanized into the slug "general": that
+    # answers "exists already", tested elsewhere.)
+    for name in ["Genera1", "Gener\u03b1l", "GeneraI"]:
         with pytest.raises(services.InvalidInput, match="looks too much like the room 'General'"):
             services.create_room(owner=bob, name=name)
     assert Room.objects.count() == 1

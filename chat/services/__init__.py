@@ -31,7 +31,8 @@ from .moderation import (
     unban_user,
     unmute_user,
 )
-from .presence import close_presence, heartbeat_once, open_presence
+from .presence import close_presence, open_presence, refresh_presence
+from .reading import advance_read_position, mark_read
 from .rooms import add_member, check_room_name, create_room, join_room, slug_for
 from .sessions import end_session
 
@@ -46,6 +47,7 @@ __all__ = [
     "RateLimited",
     "ServiceError",
     "add_member",
+    "advance_read_position",
     "ban_user",
     "check_rate",
     "check_room_name",
@@ -54,14 +56,15 @@ __all__ = [
     "close_report",
     "create_room",
     "end_session",
-    "heartbeat_once",
     "join_room",
+    "mark_read",
     "muted_error",
     "mute_user",
     "notify_typing",
     "open_presence",
     "post_message",
     "record_username",
+    "refresh_presence",
     "remove_member",
     "remove_message",
     "report_message",

@@ -19,9 +19,24 @@ from .errors import Forbidden, InvalidInput, RateLimited
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
+# Letters that NFKD does not take apart into ASCII: Cyrillic (a common
+# simplified romanization) and a few Latin ones.
+_TO_LATIN = str.maketrans(
+    dict(zip("абвгдезийклмнопрстуфыэіґ", "abvgdeziyklmnoprstufyeig", strict=True))
+    | {"ё": "e", "ж": "zh", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch"}
+    | {"ъ": "", "ь": "", "ю": "yu", "я": "ya", "ї": "yi", "є": "ye"}
+    | {"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "þ": "th", "ð": "d"}
+)
+
 
 def slug_for(name: str) -> str:
-    return slugify(name)[:50].strip("-")
+    """The contract's ASCII slug ([a-z0-9-]) for a room name: accents dropped,
+    Cyrillic romanized; a name in another script (CJK, …) gets
+    `room-<random>`. Empty only for a name with no letter or digit at all."""
+    slug = slugify(name.lower().translate(_TO_LATIN))[:50].strip("-")
+    if slug or not any(c.isalnum() for c in name):
+        return slug
+    return f"room-{secrets.token_hex(4)}"
 
 
 def _plain_name(name: str) -> str:
@@ -96,7 +111,7 @@ def create_room(*, owner, name: str, is_private: bool = False) -> Room:
     name = _plain_name(name)
     base = slug_for(name)
     if not base:
-        raise InvalidInput("A room name needs at least one letter or digit (a-z, 0-9).")
+        raise InvalidInput("A room name needs at least one letter or digit.")
     known = Room.objects.filter(Q(is_private=False) | Q(pk__in=Room.objects.visible_to(owner)))
     if known.filter(slug=base).exists():
         raise InvalidInput(f"A room with the address '{base}' exists already.")

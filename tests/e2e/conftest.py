@@ -139,13 +139,15 @@ def watch(page, errors: list, violations: list) -> None:
 
 @pytest.fixture
 def new_context(browser):
-    """new_context() -> a fresh browser context (its own cookies: one user).
-    Every page in it must run without uncaught errors and without a single
+    """new_context(**options) -> a fresh browser context (its own cookies: one
+    user); options go to Playwright's browser.new_context. Every page in it
+    must run without uncaught errors and without a single
     Content-Security-Policy violation."""
     contexts, errors, violations = [], [], []
 
-    def make():
-        context = browser.new_context(viewport={"width": 1100, "height": 720})
+    def make(**options):
+        options.setdefault("viewport", {"width": 1100, "height": 720})
+        context = browser.new_context(**options)
         context.set_default_timeout(TIMEOUT_MS)
         context.on("page", lambda page: watch(page, errors, violations))
         contexts.append(context)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0002_moderation'),
+        ('chat', '0003_read_position'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_owner_memberships_to_roles'),
+        ('chat', '0005_owner_memberships_to_roles'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -26,6 +26,6 @@ def forwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("chat", "0006_name_skeletons")]
+    dependencies = [("chat", "0007_name_skeletons")]
 
     operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]

@@ -32,6 +32,6 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("chat", "0003_one_owner_record")]
+    dependencies = [("chat", "0004_one_owner_record")]
 
     operations = [migrations.RunPython(forwards, backwards)]

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('chat', '0005_membership_role_valid'),
+        ('chat', '0006_membership_role_valid'),
     ]
 
     operations = [
