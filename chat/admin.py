@@ -240,7 +240,9 @@ class MembershipAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         try:
-            services.remove_member(membership=obj, actor=request.user, reason=_reason(request))
+            services.remove_member(
+                room=obj.room, user=obj.user, actor=request.user, reason=_reason(request)
+            )
         except services.ServiceError as error:
             self.message_user(request, error.detail, messages.ERROR)
 
@@ -299,15 +301,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
     @admin.action(description="Remove selected members from their rooms", permissions=["delete"])
     def remove_members(self, request, queryset):
-        _apply(
-            self,
-            request,
-            queryset.select_related("room", "user"),
-            lambda m: services.remove_member(
-                membership=m, actor=request.user, reason=_reason(request)
-            ),
-            "Removed",
-        )
+        self._act(request, queryset, services.remove_member, "Removed")
 
 
 # ---------------------------------------------------------------- messages

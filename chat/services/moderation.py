@@ -308,15 +308,15 @@ def set_room_owner(*, room: Room, user, actor, reason: str = "") -> bool:
 
 
 @transaction.atomic
-def remove_member(*, membership: Membership, actor, reason: str = "") -> None:
+def remove_member(*, room: Room, user, actor, reason: str = "") -> None:
     """Remove someone of lower rank from a room (in a private room they lose
     access), written to the log. A ban is not lifted this way: deleting a
     banned membership would be an unban without the log, so it is refused
     (unban first). The owner's membership stays while they own the room."""
-    room, user = membership.room, membership.user
     _require_power_over(
         actor=actor, room=room, user=user, verb="remove", perm=selectors.REMOVE_MEMBERS
     )
+    membership = _membership_for_update(room=room, user=user)
     if membership.is_banned:
         raise Forbidden(f"{user.username} is banned from {room.name}: unban them first.")
     if user.pk == room.owner_id:

@@ -125,14 +125,14 @@ def test_the_room_page_of_a_moderator_works_under_the_policy(live, watched_page,
 def test_the_room_page_quotes_names_in_moderation_urls(live, watched_page, make_user):
     # "+" and "@" may be in usernames ("." and ".." may not: the URL would
     # collapse); the page builds /users/<name>/mute/ with the name quoted.
-    owner = make_user("bob")
+    room = services.create_room(owner=make_user("bob"), name="Den")
     make_user("a+b@c")
-    room = services.create_room(owner=owner, name="Den")
-    bob, other = watched_page(), watched_page()
-    log_in(bob, live, "bob")
-    log_in(other, live, "a+b@c")
-    open_room(bob, live, "den")
-    open_room(other, live, "den")
+    pages = {}
+    for name in ("bob", "a+b@c"):
+        pages[name] = watched_page()
+        log_in(pages[name], live, name)
+        open_room(pages[name], live, "den")
+    bob = pages["bob"]
     bob.get_by_role("button", name="Mute a+b@c").click()
     dialog = bob.get_by_role("dialog")
     dialog.get_by_label("How long").select_option("10")
