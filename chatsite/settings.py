@@ -34,6 +34,8 @@ def read_env_file(path: Path) -> dict[str, str]:
 # Local runs read `.env` beside manage.py (DJANGO_ENV_FILE names another file;
 # empty: none). The real environment wins over the file.
 ENV_FILE = os.environ.get("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE and not Path(ENV_FILE).is_file() and "DJANGO_ENV_FILE" in os.environ:
+    raise ImproperlyConfigured(f"DJANGO_ENV_FILE names no file: {ENV_FILE!r}")
 if ENV_FILE and Path(ENV_FILE).is_file():
     for _key, _value in read_env_file(Path(ENV_FILE)).items():
         os.environ.setdefault(_key, _value)
@@ -266,7 +268,7 @@ CHAT_MAX_FRAME_BYTES = 64 * 1024
 CHAT_HISTORY_PAGE = 50
 CHAT_HISTORY_MAX = 100
 # Rooms per page of the directory.
-CHAT_DIRECTORY_PAGE = env_int("CHAT_DIRECTORY_PAGE", 50)
+CHAT_DIRECTORY_PAGE = env_int("CHAT_DIRECTORY_PAGE", 50, minimum=1)
 # Presence entries expire unless refreshed; a worker that dies without running
 # its disconnect handlers drops out within CHAT_PRESENCE_TTL seconds.
 CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30, minimum=3)

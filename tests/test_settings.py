@@ -42,10 +42,15 @@ def settings_of(*names, env: dict) -> dict:
         ("DJANGO_LOG_LEVEL", "loud"),
         ("DATABASE_URL", "nonsense"),
         ("REDIS_URL", "localhost:6379"),
+        ("CHAT_DIRECTORY_PAGE", "0"),
+        ("CHAT_SEQ_WATCH", "soon"),
+        ("CHAT_HUB_IDLE", "-5"),
+        ("DJANGO_ENV_FILE", "/nonexistent/chat.env"),
     ],
 )
 def test_a_bad_value_stops_startup_with_one_clear_message(variable, value):
-    result = run_python("manage.py", "check", env={"DJANGO_ENV_FILE": "", variable: value})
+    env = {"DJANGO_ENV_FILE": "", variable: value}
+    result = run_python("manage.py", "check", env=env)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("django.core.exceptions.ImproperlyConfigured: "), result.stderr
