@@ -147,8 +147,9 @@ def test_a_stalled_redis_gives_503_within_the_timeout_on_a_real_worker(stallable
         stall.join(10)
         wait_until(lambda: http_get(server.http + "/healthz")[0] == 200, 5, "health to come back")
     finally:
-        stall.join(10)
         server.stop()
+        if stall.ident is not None:  # started
+            stall.join(10)
 
 
 def _stalled(probe) -> bool:
