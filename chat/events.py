@@ -23,7 +23,10 @@ class Close:
     SESSION_ENDED = 4401  # not logged in, or the session ended
     NO_ACCESS = 4403  # no such room, not a member, banned
     FRAME_TOO_LARGE = 4009  # a client frame over the limit
+    RECONNECT = 4000  # reconnect now: access is checked again (age, password, privacy)
     TOO_FAR_BEHIND = 4008  # the client stopped reading: too much queued for it
+    NO_ROUTE = 4404  # no WebSocket endpoint at that path
+    TOO_MANY_SOCKETS = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER open already
     SERVICE_RESTART = 1012  # the worker is restarting: reconnect at once
 
 

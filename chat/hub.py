@@ -37,13 +37,14 @@ import os
 import secrets
 import socket
 from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import events, selectors, services, wire
+from . import events, limits, selectors, services, wire
 from .models import Room
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Listener(Protocol):
     user_id: int
     username: str
     session_key: str | None
+    expires_at: float  # loop time after which it is asked to reconnect
 
     def write(self, text: str, data: bytes | None = None) -> None:
         """Send a frame (`data`: its WebSocket bytes, when built already)."""
@@ -397,9 +399,15 @@ class RoomHub:
         if not self.listeners:
             return
         data = wire.websocket_text_frame(text)
-        for conn_id, listener in list(self.listeners.items()):
-            if conn_id != skip and (user_id is None or listener.user_id == user_id):
-                listener.write(text, data)
+        listeners = list(self.listeners.values())
+        if skip is not None or user_id is not None:  # not the per-message path
+            listeners = [
+                listener
+                for listener in listeners
+                if listener.conn_id != skip and (user_id is None or listener.user_id == user_id)
+            ]
+        for listener in listeners:
+            listener.write(text, data)
 
 
 # ---------------------------------------------------------------- one socket's seat
@@ -429,14 +437,15 @@ class Seat:
             )
         return Entry(online=online, last_seq=last_seq, history=history)
 
-    async def history(self, before: int | None, limit: int) -> str:
-        text = self.room_hub.history_before(before, limit)
-        if text is None:
-            texts, has_more = await database_sync_to_async(selectors.message_texts_before)(
-                room=self.room_hub.room, before=before, limit=limit
-            )
-            text = wire.history_frame(texts, has_more)
-        return text
+    def history_from_memory(self, before: int | None, limit: int) -> str | None:
+        """The answer to a `history` request, if the room's memory holds it."""
+        return self.room_hub.history_before(before, limit)
+
+    async def history_from_database(self, before: int | None, limit: int) -> str:
+        texts, has_more = await database_sync_to_async(selectors.message_texts_before)(
+            room=self.room_hub.room, before=before, limit=limit
+        )
+        return wire.history_frame(texts, has_more)
 
     def leave(self) -> None:
         """Undo what entering did (idempotent, never awaits: it runs from
@@ -485,6 +494,7 @@ class Hub:
         self.spawn(self._read_forever())
         self.spawn(self._heartbeat_forever())
         self.spawn(self._watch_seqs_forever())
+        self.spawn(self._expire_sockets_forever())
 
     def spawn(self, coroutine) -> asyncio.Task:
         """A task the hub owns: kept referenced until done, errors logged."""
@@ -589,14 +599,33 @@ class Hub:
 
     async def heartbeat(self) -> None:
         """Refresh this worker's presence entries, room by room, and sweep out
-        the expired entries of dead workers."""
+        the expired entries of dead workers; keep its sockets counted."""
+        sockets: dict[int, list[str]] = defaultdict(list)
         for room_hub in list(self.rooms.values()):
+            for listener in room_hub.listeners.values():
+                sockets[listener.user_id].append(listener.conn_id)
             online = await services.refresh_presence(
                 room_id=room_hub.room_id,
                 conn_id=self.worker_id,
                 usernames=room_hub.local_usernames(),
             )
             room_hub.online = set(online)
+        await limits.sockets.refresh(sockets)
+
+    async def _expire_sockets_forever(self) -> None:
+        interval = min(60.0, max(settings.CHAT_MAX_SOCKET_AGE / 20, 0.05))
+        while True:
+            await asyncio.sleep(interval)
+            self.expire_sockets()
+
+    def expire_sockets(self) -> None:
+        """Ask sockets past their maximum age to reconnect: their session and
+        room access are checked again on the way back in."""
+        now = self.loop.time()
+        for room_hub in list(self.rooms.values()):
+            for listener in list(room_hub.listeners.values()):
+                if listener.expires_at <= now:
+                    self.close_listener(listener, events.Close.RECONNECT)
 
     async def _watch_seqs_forever(self) -> None:
         while True:

@@ -1,7 +1,7 @@
 from channels.routing import URLRouter
 from django.urls import re_path
 
-from .consumers import RoomConsumer
+from .consumers import NoRouteConsumer, RoomConsumer
 from .middleware import SessionAuthMiddlewareStack
 from .origins import OriginValidator
 
@@ -10,10 +10,9 @@ def websocket_application(**consumer_kwargs):
     """The WebSocket side: the Origin must be an allowed origin, scheme, host
     and port (chat.origins; or the handshake gets HTTP 403), then session
     authentication, then routing."""
-    return OriginValidator(
-        SessionAuthMiddlewareStack(
-            URLRouter(
-                [re_path(r"^ws/rooms/(?P<slug>[^/]+)/$", RoomConsumer.as_asgi(**consumer_kwargs))]
-            )
-        )
-    )
+    routes = [
+        re_path(r"^ws/rooms/(?P<slug>[^/]+)/$", RoomConsumer.as_asgi(**consumer_kwargs)),
+        # Any other path: a documented close code, not an HTTP 500.
+        re_path(r"", NoRouteConsumer.as_asgi()),
+    ]
+    return OriginValidator(SessionAuthMiddlewareStack(URLRouter(routes)))

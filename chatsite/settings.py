@@ -264,6 +264,16 @@ SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 # Chat limits (the contract's environment table).
 CHAT_RATE_LIMIT = env_rate("CHAT_RATE_LIMIT", "20/10")
 CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000, minimum=1)
+# Every other client frame (typing, history, ping, read, invalid ones) counts
+# against this budget per user, across all their sockets and workers.
+CHAT_FRAME_RATE = env_rate("CHAT_FRAME_RATE", "200/10")
+# Open sockets per user across workers (tabs, devices, bots); one more is
+# closed with 4429. Load tools sharing a few accounts need it high.
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 250, minimum=1)
+# Seconds after which a socket is asked to reconnect (4000), so that its
+# session and room access are checked again; each socket gets up to a tenth
+# less, so that sockets opened together do not all come back together.
+CHAT_MAX_SOCKET_AGE = env_int("CHAT_MAX_SOCKET_AGE", 3600, minimum=1)
 CHAT_MAX_FRAME_BYTES = 64 * 1024
 CHAT_HISTORY_PAGE = 50
 CHAT_HISTORY_MAX = 100

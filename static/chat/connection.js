@@ -6,6 +6,12 @@
 
 export const CLOSE_SESSION_ENDED = 4401;
 export const CLOSE_NO_ACCESS = 4403;
+// The server asks for a new connection (4000: access to be checked again;
+// 4008: this page fell too far behind; 1012: the worker restarts): come back
+// at once, spread over a second so that a worker's pages do not all arrive
+// together, and resume from the last seq.
+const RECONNECT_AT_ONCE = new Set([4000, 4008, 1012]);
+const AT_ONCE_SPREAD_MS = 1000;
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
@@ -128,15 +134,15 @@ export class Connection {
     if (this.stopped) return;
     if (code === CLOSE_SESSION_ENDED) return this.setState("ended");
     if (code === CLOSE_NO_ACCESS) return this.setState("forbidden");
-    this.scheduleRetry();
+    this.scheduleRetry(RECONNECT_AT_ONCE.has(code));
   }
 
-  scheduleRetry() {
+  scheduleRetry(atOnce = false) {
     if (navigator.onLine === false) return this.setState("offline"); // "online" reopens
     const base = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.attempt);
-    this.attempt += 1;
+    if (!atOnce) this.attempt += 1;
     // Jitter spreads the reconnects of many clients after a server restart.
-    const delay = base / 2 + (Math.random() * base) / 2;
+    const delay = atOnce ? Math.random() * AT_ONCE_SPREAD_MS : base / 2 + (Math.random() * base) / 2;
     const due = Date.now() + delay;
     const tick = () => this.setState("waiting", Math.max(1, Math.ceil((due - Date.now()) / 1000)));
     tick();
