@@ -59,6 +59,7 @@ def test_account_pages_and_the_chat_work_under_the_policy(live, watched_page, ma
     expect(page.get_by_role("status")).to_have_text("Connected")
     send(page, "hello under a strict policy")
     expect(page.get_by_role("log").locator(".body")).to_have_text(["hello under a strict policy"])
+    expect(page.get_by_role("log").locator(".pending")).to_have_count(0)  # acknowledged
     assert stored("policies") == [("newcomer", "hello under a strict policy")]
     assert violations_in(page) == []
 
