@@ -6,46 +6,24 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 
-from chat.management.commands.cluster import find_redis_server
+from deploy.processes import (
+    find_redis_server,
+    free_port,
+    redis_answers,
+    redis_server_argv,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_PREFIX = f"test-{uuid.uuid4().hex[:10]}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def _redis_answers(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
 
 
 @contextlib.contextmanager
@@ -64,25 +42,13 @@ def redis_server_url():
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="chat-test-redis-")
     proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
+        redis_server_argv(binary, port=port, workdir=workdir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        wait_until(lambda: proc.poll() is not None or _redis_answers(url), 10, "redis-server")
+        wait_until(lambda: proc.poll() is not None or redis_answers(url), 10, "redis-server")
         if proc.poll() is not None:
             raise RuntimeError(f"redis-server exited with {proc.returncode}")
         yield url
@@ -90,6 +56,22 @@ def redis_server_url():
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def answers(url: str) -> bool:
+    """GET `url` gives 200."""
+    try:
+        return http_get(url, timeout=2)[0] == 200
+    except OSError:
+        return False
 
 
 def database_url_for_tests() -> str:
