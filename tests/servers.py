@@ -89,7 +89,21 @@ def database_url_for_tests() -> str:
     return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
 
 
-class DaphneServer:
+class OnLocalPort:
+    """Serves HTTP and WebSockets on 127.0.0.1:`port`."""
+
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+class DaphneServer(OnLocalPort):
     """One real Daphne worker serving chatsite.asgi:application."""
 
     def __init__(
@@ -125,14 +139,6 @@ class DaphneServer:
         env.update(extra_env or {})
         self.env = env
         self.proc: subprocess.Popen | None = None
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> DaphneServer:
         self.proc = subprocess.Popen(

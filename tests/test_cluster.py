@@ -262,6 +262,7 @@ async def test_cluster_command_serves_http_and_websockets_at_its_url(running_clu
 
 
 @pytest.mark.cluster
+@pytest.mark.django_db(transaction=True)  # ordered with the other tests on this cluster
 def test_container_healthcheck_script_against_a_real_worker(running_cluster):
     port = running_cluster.worker_ports[0]
 
@@ -302,6 +303,26 @@ async def test_a_killed_worker_is_restarted_and_serves_again(running_cluster):
     # It rejoined the fan-out: a client on it and one on the other worker chat.
     async with client_pool() as open_one:
         await chat_round_trip(open_one, f"ws://127.0.0.1:{port}", f"ws://127.0.0.1:{other}")
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+@pytest.mark.cluster
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_nginx_is_restarted_without_its_old_workers_in_the_way(running_cluster):
+    """SIGKILL of nginx's master leaves its workers holding the port: the
+    supervisor kills them with the master's process group, then restarts."""
+
+    def nginx(kind: str) -> set[int]:
+        return {p for p, cmd in running_cluster.children().items() if f"nginx: {kind}" in cmd}
+
+    master, workers = nginx("master"), nginx("worker")
+    assert len(master) == 1 and workers, running_cluster.children()
+    os.kill(master.pop(), signal.SIGKILL)
+    wait_until(lambda: all(gone(pid) for pid in workers), 10, "the old workers to go")
+    wait_until(
+        lambda: nginx("master") and answers(running_cluster.url + "healthz"), 30, "nginx back"
+    )
+    assert "nginx exited with signal SIGKILL; restarting it in 1s." in running_cluster.output()
 
 
 @pytest.mark.cluster

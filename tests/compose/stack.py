@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.processes import free_port, wait_until
-from tests.servers import ROOT
+from tests.servers import ROOT, OnLocalPort
 
 UP_TIMEOUT = 300  # seconds for `up` (it waits for migrations and healthchecks)
 
@@ -108,19 +108,13 @@ def logs(container: str, tail: int | None = None) -> str:
 
 
 @dataclass
-class Stack:
+class Stack(OnLocalPort):
+    """The project, published by nginx on 127.0.0.1:`port`."""
+
     compose: Compose
     port: int
     secret_key: str
     extra: list[str]  # containers a test added to the `web` replicas
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def web(self) -> list[str]:
         """Running replicas of `web` (and any a test added)."""
