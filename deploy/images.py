@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -234,6 +235,11 @@ def ensure_base_images(*, rebuild: bool = False) -> dict[str, str]:
             to_build.append(spec)
             origin[image] = "stand-in (built now)"
     suites = {spec["suite"] for spec in to_build}
+    if suites and shutil.which("mmdebstrap") is None:
+        raise RuntimeError(
+            f"{', '.join(s['image'] for s in to_build)}: not here and cannot be pulled; the "
+            "stand-ins need mmdebstrap (Debian: apt-get install mmdebstrap)"
+        )
     if suites:
         say(f"building stand-ins for {', '.join(s['image'] for s in to_build)}")
         with ThreadPoolExecutor(len(suites)) as pool:

@@ -19,7 +19,7 @@ import pytest
 from deploy.images import ensure_base_images
 
 from .engine import Engine
-from .stack import bring_up, new_stack, stop_stack
+from .stack import bring_up, new_stack, remove_leftovers, stop_stack
 
 ENABLED = os.environ.get("CHAT_COMPOSE_TEST") == "1"
 
@@ -54,6 +54,7 @@ def engine():
 
 @pytest.fixture(scope="session")
 def stack(engine):
+    remove_leftovers(say)
     started = time.monotonic()
     ensure_base_images()
     say(f"base images ready in {time.monotonic() - started:.0f}s")

@@ -19,6 +19,10 @@ from deploy.processes import free_port, wait_until
 from tests.servers import ROOT, OnLocalPort
 
 UP_TIMEOUT = 300  # seconds for `up` (it waits for migrations and healthchecks)
+PROJECT_PREFIX = "chatcomposetest"
+PROJECT_LABEL = "com.docker.compose.project"
+# The developer's own settings stay out of the test's compose interpolation.
+OWN_VARIABLES = ("DJANGO_", "CHAT_", "POSTGRES_", "DATABASE_URL", "REDIS_URL", "PG")
 
 
 def compose_command() -> list[str] | None:
@@ -62,7 +66,10 @@ class Compose:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env={**os.environ, **self.env},
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith(OWN_VARIABLES)},
+                **self.env,
+            },
             cwd=ROOT,
         )
         if result.returncode != 0:
@@ -74,7 +81,7 @@ class Compose:
 
     def containers(self, service: str | None = None, *, running: bool = True) -> list[str]:
         """Container ids of the project (of one service), oldest first."""
-        args = ["ps", "-q", "--filter", f"label=com.docker.compose.project={self.project}"]
+        args = ["ps", "-q", "--filter", f"label={PROJECT_LABEL}={self.project}"]
         if service:
             args += ["--filter", f"label=com.docker.compose.service={service}"]
         if not running:
@@ -138,7 +145,7 @@ class Stack(OnLocalPort):
     def report(self, tail: int = 60) -> str:
         """The end of every container's log, for a failing step."""
         parts = []
-        for container in self.compose.containers(running=False) + self.extra:
+        for container in dict.fromkeys(self.compose.containers(running=False) + self.extra):
             try:
                 title = f"{name_of(container)} ({health(container)})"
             except RuntimeError:
@@ -161,8 +168,27 @@ def new_stack() -> Stack:
         # A scaling test, not a rate-limit test.
         "CHAT_RATE_LIMIT": "off",
     }
-    compose = Compose(f"chatcomposetest{secrets.token_hex(3)}", env)
+    compose = Compose(f"{PROJECT_PREFIX}{secrets.token_hex(3)}", env)
     return Stack(compose, port, secret_key, extra=[])
+
+
+def remove_leftovers(say) -> None:
+    """What earlier runs that died before `down` left: their containers would
+    come back with the engine (restart: unless-stopped), holding ports."""
+    label = f'{{{{.Label "{PROJECT_LABEL}"}}}}'
+    for kind, listing, key in [
+        ("container", ["container", "ls", "--all"], "{{.ID}}"),
+        ("network", ["network", "ls"], "{{.ID}}"),
+        ("volume", ["volume", "ls"], "{{.Name}}"),
+    ]:
+        stale = []
+        for row in docker(*listing, "--format", f"{key} {label}").splitlines():
+            name, _, project = row.partition(" ")
+            if project.startswith(PROJECT_PREFIX):
+                stale.append(name)
+        if stale:
+            docker(kind, "rm", *(["-f"] if kind == "container" else []), *stale)
+            say(f"removed {len(stale)} {kind}(s) left by an earlier run")
 
 
 def bring_up(stack: Stack, say) -> None:

@@ -266,6 +266,8 @@ async def test_the_checks_fail_when_a_replica_has_no_redis(stack):
     env = [e for e in model["Config"]["Env"] if not e.startswith("REDIS_URL=")]
     network = next(iter(model["NetworkSettings"]["Networks"]))
     argv = ["run", "-d", "--init", "--network", network, "--network-alias", "web"]
+    # In the project, so that `down --remove-orphans` takes it too.
+    argv += ["--label", f"com.docker.compose.project={stack.compose.project}"]
     argv += [arg for e in env for arg in ("-e", e)]
     lonely = docker(*argv, model["Config"]["Image"], *model["Config"]["Cmd"]).strip()
     stack.extra.append(lonely)
