@@ -43,8 +43,11 @@ lint: install
 cluster: install
 	$(PY) manage.py cluster --workers $(WORKERS)
 
+# The side-by-side load (Socket.IO, the Channels tutorial, this project), then
+# a reconnect storm on one worker; docs/performance.md has the other loads.
 bench: install
 	WORKERS=2 CLIENTS=200 SENDERS=10 RATE=5 DURATION=8 ../shared/bench/compare.sh
+	MODE=connect WORKERS=1 CLIENTS=2000 ../shared/bench/compare.sh sio project
 
 clean:
 	rm -rf $(VENV) staticfiles db.sqlite3* test-*.sqlite3*

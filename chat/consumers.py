@@ -1,198 +1,210 @@
-"""One consumer per WebSocket: authenticate, check access, join the groups,
-validate frames, call services, and forward the room's events in seq order."""
+"""One consumer per WebSocket: authenticate, check access, take a seat in the
+room's hub (chat.hub), validate client frames and call services.
+
+Everything the room sends (messages, typing, presence, removals, closes)
+reaches the socket through its worker's hub, which writes the same frame to
+every local socket; the consumer itself has no channel on the channel layer.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+import random
+import secrets
 import time
 from urllib.parse import parse_qs
 
-from autobahn.exception import Disconnected
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import events, selectors, services, wire
-from .frames import FrameError, HistoryRequest, Ping, SendMessage, Typing, parse_after
+from . import hub, limits, selectors, services, sockets, wire
+from .events import Close
+from .frames import FrameError, HistoryRequest, Ping, Read, SendMessage, Typing, parse_after
 from .frames import parse_client_frame as parse_frame
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_NO_ACCESS = 4403
-CLOSE_FRAME_TOO_LARGE = 4009
+# Connection ids name a socket across workers (presence announcements skip
+# the socket that caused them): a per-process prefix and a counter.
+_CONN_PREFIX = secrets.token_hex(4)
+_conn_numbers = itertools.count(1)
+# Seconds a client waits before its next `history` request when one was in flight.
+HISTORY_RETRY = 0.5
+logger = logging.getLogger(__name__)
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
+    seat: hub.Seat | None = None
+    user = None
     room = None
-    last_delivery = 0.0
-    flush_timer: asyncio.TimerHandle | None = None
-    gap_timer: asyncio.TimerHandle | None = None
-    catchup_timer: asyncio.TimerHandle | None = None
-    groups_joined: tuple[str, ...] = ()
+    closed = False
+    held: list | None = None  # frames from the hub while hello and history are on their way
+    last_typing = 0.0
+    counted = False  # in the user's open sockets (limits.sockets)
+    history_busy = False
+    expires_at = float("inf")  # loop time at which the hub asks it to reconnect
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.outbox: list[str] = []  # message frames held for a batch
+    def __init__(self, *, channel_layer_alias: str | None = None):
+        # Channels' consumers ignore as_asgi's keyword arguments: honour the
+        # one that picks the channel layer (tests run a second layer, and
+        # with it a second hub, as another worker).
+        super().__init__()
+        if channel_layer_alias is not None:
+            self.channel_layer_alias = channel_layer_alias
 
-    async def dispatch(self, message):
-        # Channels' own dispatch runs close_old_connections through a thread
-        # hop before every handler, group forwards included: about half the
-        # CPU per delivered message when measured. Every database access here
-        # goes through database_sync_to_async, which does that cleanup itself.
-        if self.room is None and message["type"].startswith(("room.", "socket.")):
-            return  # left the room already; events still queued are moot
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
-    async def send(self, text_data=None, bytes_data=None, close=False):
-        if self.outbox:  # messages held for a batch go first: frames keep their order
-            await self._flush()
-        await self._send_now(text_data, bytes_data, close)
-
-    async def _send_now(self, text_data=None, bytes_data=None, close=False):
-        # A socket can drop between Daphne's check and the write: that is the
-        # client leaving, not an error to crash the consumer (and skip the
-        # cleanup) over.
-        try:
-            await super().send(text_data, bytes_data, close)
-        except Disconnected:
-            await self._leave()
-
-    async def _deliver(self, text: str):
-        """Send a message frame. Under load (a message within the batch window
-        of the last one sent to this socket) hold it, and send what was held
-        as one `messages` frame at the window's end: each frame costs Daphne
-        far more than its bytes."""
-        if self.outbox:
-            self.outbox.append(text)
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if now - self.last_delivery >= settings.CHAT_BATCH_WINDOW:
-            self.last_delivery = now
-            await self._send_now(text)
-            return
-        self.outbox.append(text)
-        self.flush_timer = loop.call_at(
-            self.last_delivery + settings.CHAT_BATCH_WINDOW,
-            lambda: asyncio.ensure_future(self._flush()),
+    async def __call__(self, scope, receive, send):
+        """Channels' own loop would give every socket a channel on the layer
+        and a task waiting on it; here only the client's frames come in."""
+        self.scope = scope
+        self.base_send = send
+        self.writer = sockets.writer_for(
+            send, max_queued=settings.CHAT_MAX_QUEUED_BYTES, on_overflow=self._too_far_behind
         )
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.connect":
+                    await self.open()
+                elif kind == "websocket.receive":
+                    await self.receive(message.get("text"), message.get("bytes"))
+                elif kind == "websocket.disconnect":
+                    raise StopConsumer
+        except StopConsumer:
+            pass
+        finally:  # however the socket ends: closed, cancelled, crashed
+            self._leave()
 
-    async def _flush(self):
-        if self.flush_timer is not None:
-            self.flush_timer.cancel()
-            self.flush_timer = None
-        batch, self.outbox = self.outbox, []
-        if batch:
-            self.last_delivery = asyncio.get_running_loop().time()
-            await self._send_now(wire.batch_frame(batch))
+    # ------------------------------------------------------------ the Listener side
 
-    # ------------------------------------------------------------ lifecycle
+    @property
+    def user_id(self) -> int:
+        return self.user.pk
 
-    async def connect(self):
+    @property
+    def username(self) -> str:
+        return self.user.username
+
+    @property
+    def session_key(self) -> str | None:
+        return self.scope["session"].session_key
+
+    def write(self, text: str, data: bytes | None = None) -> None:
+        if self.held is not None:
+            self.held.append((text, data))
+        else:
+            self.writer.write(text, data)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:  # type: ignore[override]
+        """Close from the server's side; no frame of the room follows."""
+        if not self.closed:
+            self.closed = True
+            self._leave()
+            self.writer.close(code, reason)
+
+    def _leave(self) -> None:
+        """Undo what opening did, once (it runs from every way out)."""
+        if self.seat is not None:
+            self.seat.leave()
+        if self.counted:
+            self.counted = False
+            self.worker_hub.spawn(limits.sockets.close(self.user.pk, self.conn_id))
+
+    def _too_far_behind(self) -> None:
+        """More than CHAT_MAX_QUEUED_BYTES wait for a client that does not
+        read: close it (it resumes with `after`) rather than hold more."""
+        self.close(Close.TOO_FAR_BEHIND)
+
+    # ------------------------------------------------------------ opening
+
+    async def open(self):
         # Accept first, then close with a code: browsers can read 44xx codes
         # only on a socket that was opened.
         await self.accept()
-        self.user = self.scope["user"]
-        if not self.user.is_authenticated:
-            await self.close(CLOSE_UNAUTHENTICATED)
-            return
+        self.conn_id = f"{_CONN_PREFIX}.{next(_conn_numbers)}"
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        try:
+            access = await database_sync_to_async(self._authorize)(slug)
+        except selectors.RoomNotFound:
+            return self.close(Close.NO_ACCESS)
+        if access is None:
+            return self.close(Close.SESSION_ENDED)
+        self.user, self.room = access.user, access.room
+        self.worker_hub = await hub.get_hub(self.channel_layer_alias)
+        if not await self._count_socket():
+            return self.close(Close.TOO_MANY_SOCKETS)
+        self.expires_at = self._expiry()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         after_error = None
         try:
             after = parse_after(query.get("after", [None])[-1])
         except FrameError as error:
             after, after_error = None, error
-        slug = self.scope["url_route"]["kwargs"]["slug"]
-        try:
-            room = await database_sync_to_async(self._enter_room)(slug)
-        except selectors.RoomNotFound:
-            await self.close(CLOSE_NO_ACCESS)
-            return
-        self.room = room
-        await self._join_groups()
-        # Joined the room's group before reading history: nothing committed
-        # from here on can fall between the two.
-        history, last_seq = await database_sync_to_async(self._read_history)(after)
-        self.cursor = last_seq  # highest seq this socket has been given
-        self.pending: dict[int, str] = {}  # live messages that arrived ahead of a gap
-        self.last_typing = 0.0
-        online = await services.open_presence(
-            room=room, user=self.user, channel_name=self.channel_name
-        )
-        await self.send(
+        self.held = []
+        self.seat = self.worker_hub.seat(self, self.room)
+        entry = await self.seat.enter(after)
+        self.writer.write(
             wire.hello_frame(
-                username=self.user.username, room=room, online=online, last_seq=last_seq
+                username=self.user.username,
+                room=self.room,
+                online=entry.online,
+                last_seq=entry.last_seq,
             )
         )
-        await self.send(wire.history_frame(history.messages, history.has_more))
+        self.writer.write(entry.history)
         if after_error:
-            await self._send_error(after_error.code, after_error.detail)
-        # A message committed while the subscription was still settling is
-        # found by one look at the room's last seq a moment later.
-        self.catchup_timer = self._later(1.0, "room.catchup")
+            self.writer.write(wire.error_frame(after_error.code, after_error.detail))
+        held, self.held = self.held, None
+        for text, data in held:
+            self.writer.write(text, data)
 
-    def _enter_room(self, slug: str):
-        room = selectors.get_room_for(user=self.user, slug=slug)
-        services.join_room(room=room, user=self.user)
-        return room
+    async def _count_socket(self) -> bool:
+        """Count this socket against the user's CHAT_MAX_SOCKETS_PER_USER;
+        False at the cap. Without Redis answering, the socket is let in."""
+        try:
+            self.counted = await limits.sockets.open(self.user.pk, self.conn_id)
+        except Exception:
+            logger.warning("socket count unavailable; letting %s in", self.conn_id, exc_info=True)
+            return True
+        return self.counted
 
-    def _read_history(self, after: int | None):
-        last_seq = selectors.room_last_seq(room=self.room)
-        if after is None:
-            page = selectors.latest_messages(room=self.room)
-        else:
-            page = selectors.messages_after(room=self.room, after=after, upto=last_seq)
-        return page, last_seq
+    @staticmethod
+    def _expiry() -> float:
+        """When the socket is asked to reconnect (and be checked again)."""
+        age = settings.CHAT_MAX_SOCKET_AGE * (1 - random.random() / 10)
+        return asyncio.get_running_loop().time() + age
 
-    async def _join_groups(self):
-        groups = [events.room_group(self.room.pk), events.user_group(self.user.pk)]
-        session_key = self.scope["session"].session_key
-        if session_key:
-            groups.append(events.session_group(session_key))
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-        self.groups_joined = tuple(groups)
-
-    async def disconnect(self, code):
-        await self._leave()
-
-    async def _leave(self):
-        """Leave groups and presence, once, whoever closed the socket."""
-        room, self.room = self.room, None
-        if room is None:
-            return
-        self.outbox = []  # held messages are moot once the socket is closing
-        for timer in (self.gap_timer, self.catchup_timer, self.flush_timer):
-            if timer is not None:
-                timer.cancel()
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        await services.close_presence(room=room, user=self.user, channel_name=self.channel_name)
-
-    async def _close_with(self, code: int):
-        await self.close(code)
-        await self._leave()  # at once: no frame of this room may follow the close
+    def _authorize(self, slug: str) -> selectors.SocketAccess | None:
+        """User and room access in one trip to the database thread (and one
+        query); None when not logged in; RoomNotFound when the room is not
+        for this user. A public room's visitor becomes a member."""
+        access = selectors.socket_access(session=self.scope["session"], slug=slug)
+        if access is not None and not access.is_member:
+            services.join_room(room=access.room, user=access.user)
+        return access
 
     # ------------------------------------------------------------ client frames
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.room is None:
-            return  # closing already
+        if self.closed or self.seat is None:
+            return  # closing, or never opened
         raw = text_data if text_data is not None else bytes_data
         if _too_large(raw):
-            await self._close_with(CLOSE_FRAME_TOO_LARGE)
-            return
-        if text_data is None:
-            await self._send_error("bad_request", "binary frames are not accepted; send JSON text")
-            return
+            return self.close(Close.FRAME_TOO_LARGE)
         try:
-            frame = parse_frame(text_data)
+            frame = parse_frame(text_data) if text_data is not None else None
         except FrameError as error:
-            await self._send_error(error.code, error.detail)
+            frame = error
+        # Every frame but a message counts against the user's frame budget
+        # (a message against the message rate limit, in post_message).
+        if not isinstance(frame, SendMessage) and not await self._spend_frame_budget():
             return
+        if frame is None:
+            return self._error("bad_request", "binary frames are not accepted; send JSON text")
+        if isinstance(frame, FrameError):
+            return self._error(frame.code, frame.detail)
         if isinstance(frame, SendMessage):
             await self._send_message(frame)
         elif isinstance(frame, Typing):
@@ -200,110 +212,79 @@ class RoomConsumer(AsyncWebsocketConsumer):
         elif isinstance(frame, HistoryRequest):
             await self._history(frame)
         elif isinstance(frame, Ping):
-            await self.send(wire.frame("pong"))
+            self.write(wire.PONG)
+        elif isinstance(frame, Read):
+            await self._read(frame)
 
     async def _send_message(self, frame: SendMessage):
         try:
             posted = await services.post_message(
                 room=self.room, author=self.user, body=frame.body, client_id=frame.client_id
             )
-        except services.Forbidden:
-            await self._close_with(CLOSE_NO_ACCESS)  # banned a moment ago
-            return
         except services.ServiceError as error:
-            await self._send_error(error.code, error.detail, **error.fields)
-            return
-        await self.send(wire.ack_frame(posted.message))
+            if error.close_code is not None:  # e.g. banned a moment ago
+                return self.close(error.close_code)
+            return self._error(error.code, error.detail, **error.fields)
+        message = posted.message
+        ack = wire.ack_frame(client_id=message.client_id, message_id=message.id, seq=message.seq)
+        self.write(ack)
 
     async def _typing(self):
         now = time.monotonic()
         if now - self.last_typing < settings.CHAT_TYPING_INTERVAL:
             return  # one notice per interval is enough for "is typing…"
         self.last_typing = now
-        await services.notify_typing(
-            room=self.room, user=self.user, sender_channel=self.channel_name
-        )
+        await services.notify_typing(room=self.room, user=self.user, conn_id=self.conn_id)
 
     async def _history(self, frame: HistoryRequest):
-        page = await database_sync_to_async(selectors.messages_before)(
-            room=self.room, before=frame.before, limit=frame.limit
+        """Answered from the hub's memory at once, or read from the database
+        beside the socket's other frames (a page of an old archive does not
+        hold up a send); one at a time, so a client that never reads cannot
+        pile them up."""
+        page = self.seat.history_from_memory(frame.before, frame.limit)
+        if page is not None:
+            return self.write(page)
+        if self.history_busy:
+            return self._error(
+                "rate_limited", "One history request at a time.", retry_after=HISTORY_RETRY
+            )
+        self.history_busy = True
+        self.worker_hub.spawn(self._history_from_database(frame))
+
+    async def _history_from_database(self, frame: HistoryRequest):
+        try:
+            self.write(await self.seat.history_from_database(frame.before, frame.limit))
+        finally:
+            self.history_busy = False
+
+    async def _spend_frame_budget(self) -> bool:
+        try:
+            await limits.spend(kind="frame", user_id=self.user.pk)
+        except services.RateLimited as error:
+            self._error(error.code, error.detail, **error.fields)
+            return False
+        except Exception:  # the budget's store is away: let the frame through
+            logger.warning("frame budget unavailable", exc_info=True)
+        return True
+
+    async def _read(self, frame: Read):
+        """The reader has seen up to frame.seq: store it; the user's other
+        sockets in the room get a `read` frame (not this one)."""
+        await services.mark_read(
+            room=self.room, user=self.user, seq=frame.seq, conn_id=self.conn_id
         )
-        await self.send(wire.history_frame(page.messages, page.has_more))
 
-    async def _send_error(self, code: str, detail: str, **fields):
-        await self.send(wire.error_frame(code, detail, **fields))
+    def _error(self, code: str, detail: str, **fields):
+        self.write(wire.error_frame(code, detail, **fields))
 
-    # ------------------------------------------------------------ group events
 
-    async def room_frame(self, event):
-        """A frame for everyone in the room (typing, join, leave, deletions)."""
-        if event.get("skip") != self.channel_name:
-            await self.send(event["text"])
+class NoRouteConsumer(AsyncWebsocketConsumer):
+    """A WebSocket to a path that has no endpoint: accepted, then closed with
+    4404 (a refused handshake would not tell the client why)."""
 
-    async def room_message(self, event):
-        """A new message: delivered in seq order, each exactly once."""
-        seq = event["seq"]
-        if seq <= self.cursor:
-            return  # in the history this socket was sent, or gap-filled
-        if seq == self.cursor + 1 and not self.pending:
-            self.cursor = seq
-            await self._deliver(event["text"])
-            return
-        # Messages committed on different workers can arrive out of order:
-        # hold this one until the gap before it fills.
-        self.pending[seq] = event["text"]
-        await self._release_pending()
-        if self.pending and self.gap_timer is None:
-            self.gap_timer = self._later(settings.CHAT_GAP_WAIT, "room.gap")
-        elif not self.pending and self.gap_timer is not None:
-            self.gap_timer.cancel()
-            self.gap_timer = None
-
-    async def room_gap(self, event):
-        """The gap did not fill by itself (a lost or deleted message): read it."""
-        self.gap_timer = None
-        if self.pending:
-            await self._fill_from_database(upto=max(self.pending))
-
-    async def room_catchup(self, event):
-        last_seq = await database_sync_to_async(selectors.room_last_seq)(room=self.room)
-        if last_seq > self.cursor and not self.pending:
-            await self._fill_from_database(upto=last_seq)
-
-    async def _fill_from_database(self, *, upto: int):
-        page = await database_sync_to_async(selectors.messages_after)(
-            room=self.room, after=self.cursor, upto=upto
-        )
-        for message in page.messages:
-            await self._deliver(wire.message_frame(message))
-        self.cursor = max(self.cursor, upto)
-        self.pending = {s: t for s, t in self.pending.items() if s > self.cursor}
-        await self._release_pending()
-
-    async def _release_pending(self):
-        """Deliver held messages for as long as the next seq is among them."""
-        while self.cursor + 1 in self.pending:
-            self.cursor += 1
-            await self._deliver(self.pending.pop(self.cursor))
-
-    def _later(self, delay: float, event_type: str) -> asyncio.TimerHandle:
-        """Deliver an event to this consumer after `delay`, through its own
-        channel so that it runs in turn with every other event."""
-        layer, channel = self.channel_layer, self.channel_name
-
-        def fire():
-            asyncio.ensure_future(layer.send(channel, {"type": event_type}))
-
-        return asyncio.get_running_loop().call_later(delay, fire)
-
-    async def room_ban(self, event):
-        """A moderator banned a user from this room: close that user's sockets."""
-        if event["user_id"] == self.user.pk:
-            await self._close_with(CLOSE_NO_ACCESS)
-
-    async def socket_close(self, event):
-        """The session ended (logout) or the account was deactivated."""
-        await self._close_with(event["code"])
+    async def connect(self):
+        await self.accept()
+        await AsyncWebsocketConsumer.close(self, code=Close.NO_ROUTE)
 
 
 def _too_large(raw) -> bool:

@@ -1,8 +1,9 @@
-"""The contract between the services and the sockets: group names, the events
-sent to them over the channel layer, and the broadcast helpers.
+"""The contract between the services and the sockets: group names, close
+codes, the events sent over the channel layer, and the broadcast helpers.
 
-Only chat.services sends events; the consumers (and, per worker, the room
-hub) receive them. An event is a dict with a `type` naming the handler.
+Only chat.services sends events. Each worker's hub (chat.hub) receives them,
+once per worker, and applies them to its local sockets. An event is a dict
+whose `type` names the hub's handler; room events carry the room's id.
 """
 
 from __future__ import annotations
@@ -11,43 +12,75 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+# Every worker's hub is in this group: events about users and sessions, which
+# may have sockets in any room on any worker.
+CONTROL_GROUP = "control"
+
+
+class Close:
+    """WebSocket close codes (the contract's, then this server's)."""
+
+    SESSION_ENDED = 4401  # not logged in, or the session ended
+    NO_ACCESS = 4403  # no such room, not a member, banned
+    FRAME_TOO_LARGE = 4009  # a client frame over the limit
+    RECONNECT = 4000  # reconnect now: access is checked again (age, password, privacy)
+    TOO_FAR_BEHIND = 4008  # the client stopped reading: too much queued for it
+    NO_ROUTE = 4404  # no WebSocket endpoint at that path
+    TOO_MANY_SOCKETS = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER open already
+    SERVICE_RESTART = 1012  # the worker is restarting: reconnect at once
+
 
 def room_group(room_id: int) -> str:
-    """Everyone in a room."""
+    """The hubs of every worker with a socket in the room."""
     return f"room.{room_id}"
 
 
-def user_group(user_id: int) -> str:
-    """Every socket of one user."""
-    return f"user.{user_id}"
+# ---------------------------------------------------------------- room events
 
 
-def session_group(session_key: str) -> str:
-    """Every socket opened with one login session."""
-    return f"session.{session_key}"
+def room_message(room_id: int, seq: int, text: str) -> dict:
+    """A stored message (`text`: its JSON object), delivered in seq order."""
+    return {"type": "room.message", "room": room_id, "seq": seq, "text": text}
 
 
-def room_frame(text: str, skip: str | None = None) -> dict:
-    """A frame every socket in the room forwards as it is (but the one named
-    by `skip`)."""
-    return {"type": "room.frame", "text": text, "skip": skip}
+def room_frame(
+    room_id: int, text: str, skip: str | None = None, user_id: int | None = None
+) -> dict:
+    """A frame every socket in the room gets as it is (typing, join, leave),
+    but the one whose connection id is `skip`; with `user_id`, only that
+    user's sockets (their read position moved on another one)."""
+    return {"type": "room.frame", "room": room_id, "text": text, "skip": skip, "user_id": user_id}
 
 
-def room_message(seq: int, text: str) -> dict:
-    """A new message frame, delivered in seq order."""
-    return {"type": "room.message", "seq": seq, "text": text}
+def room_presence(room_id: int, kind: str, username: str, skip: str | None = None) -> dict:
+    """`kind` is join or leave: the user's first socket in the room opened,
+    or their last closed (the socket `skip` is not told)."""
+    return {"type": "room.presence", "room": room_id, "kind": kind, "user": username, "skip": skip}
 
 
-def room_ban(user_id: int) -> dict:
-    return {"type": "room.ban", "user_id": user_id}
+def room_deleted(room_id: int, *, message_id: int, seq: int) -> dict:
+    """A message was removed: gone from history, and sockets are told."""
+    return {"type": "room.deleted", "room": room_id, "id": message_id, "seq": seq}
 
 
-def socket_close(code: int) -> dict:
-    return {"type": "socket.close", "code": code}
+def room_close(room_id: int, *, code: int, user_id: int | None = None) -> dict:
+    """Close the room's sockets of `user_id` (all of the room's with None)."""
+    return {"type": "room.close", "room": room_id, "code": code, "user_id": user_id}
 
 
-def layer():
-    return get_channel_layer()
+# ---------------------------------------------------------------- control events
+
+
+def close_sockets(*, code: int, user_id: int | None = None, session_key: str | None = None) -> dict:
+    """Close every socket of a user, or of one login session, in every room."""
+    return {"type": "control.close", "code": code, "user_id": user_id, "session_key": session_key}
+
+
+# ---------------------------------------------------------------- sending
+
+
+def layer(alias: str | None = None):
+    return get_channel_layer() if alias is None else get_channel_layer(alias)
 
 
 async def send(group: str, event: dict) -> None:

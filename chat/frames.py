@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-CLIENT_TYPES = ("message.send", "typing", "history", "ping")
+CLIENT_TYPES = ("message.send", "typing", "history", "ping", "read")
+# seq values are stored in a signed 64-bit column.
+MAX_SEQ = 2**63 - 1
 
 
 class FrameError(Exception):
@@ -43,7 +45,14 @@ class Ping:
     pass
 
 
-ClientFrame = SendMessage | Typing | HistoryRequest | Ping
+@dataclass(frozen=True)
+class Read:
+    """The reader has seen every message up to `seq` (an extension)."""
+
+    seq: int
+
+
+ClientFrame = SendMessage | Typing | HistoryRequest | Ping | Read
 
 
 def bad(detail: str) -> FrameError:
@@ -81,6 +90,8 @@ def parse_client_frame(text: str) -> ClientFrame:
         return Typing()
     if kind == "ping":
         return Ping()
+    if kind == "read":
+        return _parse_read(data)
     raise bad(f"unknown frame type {kind[:64]!r}; expected one of {', '.join(CLIENT_TYPES)}")
 
 
@@ -104,7 +115,7 @@ def _parse_send(data: dict) -> SendMessage:
 
 def _parse_history(data: dict) -> HistoryRequest:
     before = data.get("before")
-    if before is not None and not (_is_int(before) and before >= 0):
+    if before is not None and not (_is_int(before) and 0 <= before <= MAX_SEQ):
         raise bad("history 'before' must be a seq (a whole number, 0 or more)")
     limit = data.get("limit", settings.CHAT_HISTORY_PAGE)
     if not (_is_int(limit) and 1 <= limit <= settings.CHAT_HISTORY_MAX):
@@ -112,10 +123,20 @@ def _parse_history(data: dict) -> HistoryRequest:
     return HistoryRequest(before=before, limit=limit)
 
 
+def _parse_read(data: dict) -> Read:
+    seq = data.get("seq")
+    if not (_is_int(seq) and 0 <= seq <= MAX_SEQ):
+        raise bad("read 'seq' must be a seq (a whole number, 0 or more)")
+    return Read(seq=seq)
+
+
 def parse_after(raw: str | None) -> int | None:
     """The `after` query parameter of the WebSocket URL."""
     if raw is None or raw == "":
         return None
-    if not raw.isascii() or not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_SEQ)):
         raise bad("'after' must be a seq (a whole number, 0 or more)")
-    return int(raw)
+    after = int(raw)
+    if after > MAX_SEQ:
+        raise bad("'after' must be a seq (a whole number, 0 or more)")
+    return after

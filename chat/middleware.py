@@ -1,16 +1,15 @@
-"""WebSocket authentication by the Django session cookie, resolved once.
+"""WebSocket authentication by the Django session cookie.
 
-Channels' AuthMiddlewareStack wraps `send` so that it can save a modified
-session on every outgoing frame; a chat socket never modifies its session,
+The middleware only attaches the session (not loaded yet); the consumer
+resolves the user together with its room access check in one query
+(chat.selectors.socket_access). Channels' AuthMiddlewareStack loads the
+user in a trip of its own, and wraps `send` so that it can save a modified
+session on every outgoing frame: a chat socket never modifies its session,
 and that wrapper was about 8% of the CPU per delivered message when profiled.
-This middleware loads the session and the user at connect and leaves `send`
-alone.
 """
 
-from channels.auth import get_user
 from channels.sessions import CookieMiddleware
 from django.conf import settings
-from django.contrib.sessions.backends.base import SessionBase
 from django.utils.module_loading import import_string
 
 
@@ -21,9 +20,7 @@ class SessionAuthMiddleware:
 
     async def __call__(self, scope, receive, send):
         session_key = scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
-        session: SessionBase = self.session_store(session_key)
-        scope = dict(scope, session=session)
-        scope["user"] = await get_user(scope)  # AnonymousUser without a valid session
+        scope = dict(scope, session=self.session_store(session_key))
         return await self.inner(scope, receive, send)
 
 

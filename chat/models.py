@@ -57,6 +57,9 @@ class Membership(models.Model):
         null=True, blank=True, help_text="Muted while this is in the future."
     )
     created = models.DateTimeField(auto_now_add=True)
+    # The highest seq this user has seen in the room (on any device): messages
+    # after it are unread. Only ever moves forward (services.mark_read).
+    last_read_seq = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         constraints = [

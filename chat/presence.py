@@ -1,9 +1,11 @@
 """Who is online in which room, shared by every worker.
 
-A user is online in a room while any of their sockets there is open. Each open
-socket is an entry with an expiry time; the worker that holds the socket
-refreshes it on a heartbeat, so the entries of a worker that died without
-running its disconnect handlers expire and are swept away by any other worker.
+A user is online in a room while any worker has an entry for them there: each
+worker (chat.hub) opens one entry per user and room when the user's first
+socket there opens on it and closes it with the last. Entries have an expiry
+time and the worker refreshes its own on a heartbeat, so the entries of a
+worker that died without running its disconnect handlers expire and are swept
+away by any other worker.
 
 Two stores with the same behaviour: Redis (several workers; every step is one
 atomic Lua script, so exactly one socket is "first" or "last" across workers)
@@ -12,12 +14,12 @@ and process memory (the single-process local run without REDIS_URL).
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
 from dataclasses import dataclass, field
 
 from django.conf import settings
+
+from . import redis as redis_clients
 
 
 @dataclass
@@ -31,6 +33,7 @@ class OpenResult:
 class SweepResult:
     expired: list[str] = field(default_factory=list)  # last entry expired: now offline
     returned: list[str] = field(default_factory=list)  # refreshed after being swept
+    online: list[str] = field(default_factory=list)  # everyone online now
 
 
 def _member(username: str, conn_id: str) -> str:
@@ -87,7 +90,7 @@ for i = 4, #ARGV, 2 do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-return {gone, back}
+return {gone, back, redis.call('HKEYS', KEYS[2])}
 """
 )
 
@@ -99,18 +102,11 @@ def _decode(values) -> list[str]:
 class RedisPresence:
     def __init__(self, url: str, prefix: str, ttl: int):
         self.url, self.prefix, self.ttl = url, prefix, ttl
-        # redis.asyncio clients belong to one event loop (tests run several).
-        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _client(self):
-        import redis.asyncio
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = redis.asyncio.Redis.from_url(self.url)
-            self._clients[loop] = client
-            client.lua = {
+        client = redis_clients.async_client(self.url)
+        if not hasattr(client, "presence_lua"):
+            client.presence_lua = {
                 "open": client.register_script(_LUA_OPEN),
                 "close": client.register_script(_LUA_CLOSE),
                 "heartbeat": client.register_script(_LUA_HEARTBEAT),
@@ -129,7 +125,7 @@ class RedisPresence:
 
     async def open(self, room_id: int, username: str, conn_id: str) -> OpenResult:
         now, expiry, key_ttl = self._times()
-        lua = self._client().lua["open"]
+        lua = self._client().presence_lua["open"]
         joined, online, gone = await lua(
             keys=self._keys(room_id),
             args=[now, expiry, key_ttl, _member(username, conn_id), username],
@@ -137,20 +133,34 @@ class RedisPresence:
         return OpenResult(bool(joined), sorted(_decode(online)), _decode(gone))
 
     async def close(self, room_id: int, username: str, conn_id: str) -> bool:
-        lua = self._client().lua["close"]
+        lua = self._client().presence_lua["close"]
         return bool(
             await lua(keys=self._keys(room_id), args=[_member(username, conn_id), username])
         )
 
-    async def heartbeat(self, room_id: int, conns: dict[str, str]) -> SweepResult:
-        """Refresh this worker's sockets in the room ({conn_id: username}) and
-        sweep expired entries of every worker."""
+    async def heartbeat(self, room_id: int, conn_id: str, usernames: list[str]) -> SweepResult:
+        """Refresh `conn_id`'s entries for these users in the room and sweep
+        expired entries of every worker."""
         now, expiry, key_ttl = self._times()
         args: list = [now, expiry, key_ttl]
-        for conn_id, username in conns.items():
+        for username in usernames:
             args += [_member(username, conn_id), username]
-        gone, back = await self._client().lua["heartbeat"](keys=self._keys(room_id), args=args)
-        return SweepResult(_decode(gone), _decode(back))
+        gone, back, online = await self._client().presence_lua["heartbeat"](
+            keys=self._keys(room_id), args=args
+        )
+        return SweepResult(_decode(gone), _decode(back), sorted(_decode(online)))
+
+    async def online_counts(self, room_ids: list[int]) -> dict[int, int]:
+        """How many users are online in each room: one round trip for all.
+        Read only: entries of a dead worker count until a heartbeat sweeps
+        them (within CHAT_PRESENCE_TTL)."""
+        if not room_ids:
+            return {}
+        async with self._client().pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.hlen(self._keys(room_id)[1])
+            counts = await pipe.execute()
+        return dict(zip(room_ids, counts, strict=True))
 
 
 class MemoryPresence:
@@ -158,7 +168,7 @@ class MemoryPresence:
 
     def __init__(self, ttl: int):
         self.ttl = ttl
-        self.rooms: dict[int, dict[str, tuple[str, float]]] = {}
+        self.rooms: dict[int, dict[str, tuple[str, float]]] = {}  # {room: {member: (user, expiry)}}
 
     def _sweep(self, room_id: int, now: float) -> list[str]:
         conns = self.rooms.setdefault(room_id, {})
@@ -175,23 +185,30 @@ class MemoryPresence:
         now = time.time()
         gone = self._sweep(room_id, now)
         joined = username not in self._online(room_id)
-        self.rooms[room_id][conn_id] = (username, now + self.ttl)
+        self.rooms[room_id][_member(username, conn_id)] = (username, now + self.ttl)
         return OpenResult(joined, sorted(self._online(room_id)), gone)
 
     async def close(self, room_id: int, username: str, conn_id: str) -> bool:
-        if self.rooms.get(room_id, {}).pop(conn_id, None) is None:
+        if self.rooms.get(room_id, {}).pop(_member(username, conn_id), None) is None:
             return False
         return username not in self._online(room_id)
 
-    async def heartbeat(self, room_id: int, conns: dict[str, str]) -> SweepResult:
+    async def heartbeat(self, room_id: int, conn_id: str, usernames: list[str]) -> SweepResult:
         now = time.time()
         gone = self._sweep(room_id, now)
         before = self._online(room_id)
         room = self.rooms[room_id]
-        for conn_id, username in conns.items():
-            room[conn_id] = (username, now + self.ttl)
-        back = sorted(self._online(room_id) - before)
-        return SweepResult(gone, back)
+        for username in usernames:
+            room[_member(username, conn_id)] = (username, now + self.ttl)
+        online = self._online(room_id)
+        return SweepResult(gone, sorted(online - before), sorted(online))
+
+    async def online_counts(self, room_ids: list[int]) -> dict[int, int]:
+        now = time.time()
+        return {
+            room_id: len({u for u, exp in self.rooms.get(room_id, {}).values() if exp > now})
+            for room_id in room_ids
+        }
 
 
 _store: RedisPresence | MemoryPresence | None = None

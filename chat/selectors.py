@@ -6,10 +6,21 @@ RoomNotFound, so that nobody can probe which private rooms exist.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from types import SimpleNamespace
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.core.paginator import Page, Paginator
+from django.db import connection
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils.crypto import constant_time_compare
 
+from . import presence, wire
 from .models import Membership, Message, Room
 
 
@@ -32,13 +43,138 @@ def get_room_for(*, user, slug: str) -> Room:
         raise RoomNotFound(slug) from None
 
 
-def room_directory(*, user) -> list[Room]:
-    return list(Room.objects.visible_to(user).select_related("owner").order_by("name"))
+def _count_of(queryset) -> Coalesce:
+    """A correlated COUNT(*) subquery (0 when nothing matches)."""
+    counted = queryset.order_by().values("room_id").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def room_directory(*, user, page: int | str | None = 1) -> Page:
+    """One page of the rooms `user` can see, by name, each with `member_count`,
+    `unread` (messages by others after the user's read position; 0 in rooms
+    they never opened) and `online`. One query for the page's rows and their
+    counts, one for the total, one presence read for all of them."""
+    my_position = Membership.objects.filter(room=OuterRef("pk"), user=user).values("last_read_seq")[
+        :1
+    ]
+    rooms = (
+        Room.objects.visible_to(user)
+        .annotate(read_upto=Subquery(my_position))
+        .annotate(
+            member_count=_count_of(Membership.objects.filter(room=OuterRef("pk"), is_banned=False)),
+            unread=_count_of(
+                Message.objects.visible()
+                .filter(room=OuterRef("pk"), seq__gt=OuterRef("read_upto"))
+                .exclude(author=user)
+            ),
+        )
+        .order_by("name", "pk")
+    )
+    directory = Paginator(rooms, settings.CHAT_DIRECTORY_PAGE).get_page(page)
+    counts = async_to_sync(presence.get_store().online_counts)([r.pk for r in directory])
+    for room in directory:
+        room.online = counts.get(room.pk, 0)
+    return directory
+
+
+@dataclass
+class SocketAccess:
+    user: object  # the session's user
+    room: Room  # id, name, slug, is_private, is_locked loaded; other fields on access
+    is_member: bool  # False: a public room's visitor, to be made a member
+
+
+_MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+@functools.cache
+def _socket_access_sql() -> tuple[str, list[str]]:
+    """One statement for the session's user, the room by slug and the user's
+    membership in it, with the user's columns taken from the user model."""
+    qn = connection.ops.quote_name
+    user_model = get_user_model()
+    user_fields = [f.attname for f in user_model._meta.concrete_fields]
+    columns = [f"u.{qn(f.column)}" for f in user_model._meta.concrete_fields]
+    room_columns = ", ".join(f"r.{qn(name)}" for name in _ROOM_FIELDS)
+    user_pk = f"u.{qn(user_model._meta.pk.column)}"
+    sql = (
+        f"SELECT {', '.join(columns)}, {room_columns}, m.{qn('id')}, m.{qn('is_banned')} "
+        f"FROM {qn(user_model._meta.db_table)} u "
+        f"LEFT JOIN {qn(Room._meta.db_table)} r ON r.{qn('slug')} = %s "
+        f"LEFT JOIN {qn(Membership._meta.db_table)} m "
+        f"ON m.{qn('room_id')} = r.{qn('id')} AND m.{qn('user_id')} = {user_pk} "
+        f"WHERE {user_pk} = %s"
+    )
+    return sql, user_fields
+
+
+_ROOM_FIELDS = ["id", "name", "slug", "is_private", "is_locked"]
+
+
+def socket_access(*, session, slug: str) -> SocketAccess | None:
+    """Who a socket's session belongs to and whether they may open the room,
+    in one query: None when not logged in (no or an ended session, a
+    deactivated account, a changed password); RoomNotFound when the room is
+    missing, private and not theirs, or they are banned from it.
+
+    The user checks are Django's `auth.get_user` for the ModelBackend (any
+    other backend takes that function, and the room another query)."""
+    user_id = session.get(SESSION_KEY)
+    backend = session.get(BACKEND_SESSION_KEY)
+    if user_id is None or backend not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    if backend != _MODEL_BACKEND:
+        user = auth.get_user(SimpleNamespace(session=session))
+        if not user.is_authenticated:
+            return None
+        room = Room.objects.filter(slug=slug).first()
+        membership = room and Membership.objects.filter(room=room, user=user).first()
+        return _access(user, room, membership and (membership.pk, membership.is_banned), slug)
+    sql, user_fields = _socket_access_sql()
+    user_model = get_user_model()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [slug, user_model._meta.pk.to_python(user_id)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(user_fields)
+    user = user_model.from_db(connection.alias, user_fields, row[:split])
+    if not (user.is_active and _session_hash_verified(session, user)):
+        return None
+    room_values, membership = row[split : split + len(_ROOM_FIELDS)], row[-2:]
+    room = Room.from_db(connection.alias, _ROOM_FIELDS, room_values) if room_values[0] else None
+    return _access(user, room, membership if membership[0] else None, slug)
+
+
+def _access(user, room: Room | None, membership, slug: str) -> SocketAccess:
+    """membership: (id, is_banned) or None."""
+    if room is None or (membership and membership[1]) or (room.is_private and not membership):
+        raise RoomNotFound(slug)
+    return SocketAccess(user=user, room=room, is_member=membership is not None)
+
+
+def _session_hash_verified(session, user) -> bool:
+    """As auth.get_user: the session's hash of the password matches (with the
+    current secret key or a fallback one)."""
+    session_hash = session.get(HASH_SESSION_KEY)
+    if not session_hash:
+        return False
+    if constant_time_compare(session_hash, user.get_session_auth_hash()):
+        return True
+    return any(
+        constant_time_compare(session_hash, fallback)
+        for fallback in user.get_session_auth_fallback_hash()
+    )
 
 
 def room_last_seq(*, room: Room) -> int:
     """The room's highest seq now, read fresh (messages may have come since)."""
     return Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+
+
+def last_seqs(*, room_ids: list[int]) -> dict[int, int]:
+    """{room id: last seq} for several rooms in one query."""
+    return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq"))
 
 
 def membership_of(*, room: Room, user) -> Membership | None:
@@ -50,6 +186,18 @@ def room_members(*, room: Room) -> list[Membership]:
         Membership.objects.filter(room=room, is_banned=False)
         .select_related("user")
         .order_by("user__username")
+    )
+
+
+def member_names(*, room: Room, prefix: str = "", limit: int = 10) -> list[str]:
+    """Usernames of the room's members (not banned) starting with `prefix`,
+    case-insensitively, for @mention completion."""
+    return list(
+        Membership.objects.filter(
+            room=room, is_banned=False, user__username__istartswith=prefix, user__is_active=True
+        )
+        .order_by("user__username")
+        .values_list("user__username", flat=True)[:limit]
     )
 
 
@@ -102,6 +250,47 @@ def moderation_rank(*, user, room: Room) -> int:
 
 def can_moderate(*, user, room: Room) -> bool:
     return moderation_rank(user=user, room=room) >= RANK_MODERATOR
+
+
+def _texts(room: Room, messages) -> list[tuple[int, str]]:
+    out = []
+    for message in messages:
+        message.room = room  # known already: no join, no query per message
+        out.append((message.seq, wire.message_json(message)))
+    return out
+
+
+@dataclass
+class RecentMessages:
+    last_seq: int  # the room's highest seq when read
+    texts: list[tuple[int, str]]  # (seq, message JSON) of the latest visible messages, oldest first
+    older_exist: bool  # visible messages older than these exist
+
+
+def recent_messages(*, room: Room, limit: int) -> RecentMessages:
+    """What a room hub starts from. last_seq is read first, and messages up to
+    it only: a message committed between the two reads is not half-included."""
+    last_seq = room_last_seq(room=room)
+    queryset = Message.objects.visible().filter(room=room, seq__lte=last_seq)
+    page = list(queryset.select_related("author").order_by("-seq")[: limit + 1])
+    return RecentMessages(last_seq, _texts(room, reversed(page[:limit])), len(page) > limit)
+
+
+def message_texts_between(*, room: Room, after: int, upto: int) -> list[tuple[int, str]]:
+    """(seq, message JSON) of the visible messages with after < seq <= upto."""
+    queryset = Message.objects.visible().filter(room=room, seq__gt=after, seq__lte=upto)
+    return _texts(room, queryset.select_related("author").order_by("seq"))
+
+
+def message_texts_before(*, room: Room, before: int | None, limit: int) -> tuple[list[str], bool]:
+    """The JSON of up to `limit` visible messages older than seq `before` (the
+    latest if None), oldest first, and whether older ones exist."""
+    page = messages_before(room=room, before=before, limit=limit)
+    return [text for _, text in _texts(room, page.messages)], page.has_more
+
+
+def older_messages_exist(*, room: Room, seq: int) -> bool:
+    return Message.objects.visible().filter(room=room, seq__lte=seq).exists()
 
 
 def message_in_context(*, message: Message, around: int = 3) -> list[Message]:

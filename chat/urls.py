@@ -8,6 +8,7 @@ urlpatterns = [
     path("rooms/new/", views.create_room, name="create_room"),
     path("rooms/<str:slug>/", views.room, name="room"),
     path("rooms/<str:slug>/members/", views.add_member, name="add_member"),
+    path("rooms/<str:slug>/people/", views.people, name="people"),
 ]
 
 # Moderation from the room page (owners, room moderators, staff) and reports.

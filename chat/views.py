@@ -32,11 +32,8 @@ def signup(request):
 
 @login_required
 def directory(request):
-    return render(
-        request,
-        "chat/directory.html",
-        {"rooms": selectors.room_directory(user=request.user), "form": RoomForm()},
-    )
+    rooms = selectors.room_directory(user=request.user, page=request.GET.get("page"))
+    return render(request, "chat/directory.html", {"rooms": rooms, "form": RoomForm()})
 
 
 @login_required
@@ -81,8 +78,21 @@ def room(request, slug):
             "member_form": AddMemberForm(),
             "max_length": settings.CHAT_MAX_MESSAGE_LENGTH,
             "can_moderate": can_moderate,
+            "last_read_seq": membership.last_read_seq,
         },
     )
+
+
+MENTION_LIMIT = 10
+
+
+@login_required
+def people(request, slug):
+    """Members whose name starts with ?q=, for @mention completion."""
+    room = _room_or_404(request, slug)
+    prefix = request.GET.get("q", "")[:150]
+    names = selectors.member_names(room=room, prefix=prefix, limit=MENTION_LIMIT)
+    return JsonResponse({"users": names})
 
 
 @login_required

@@ -1,9 +1,15 @@
-"""Server frames, encoded once: a broadcast is serialized a single time and the
-same text goes to every recipient."""
+"""Server frames, encoded once.
+
+A message is serialized to its JSON object text a single time, when it is
+stored (or read back); every frame that carries it (`message`, `messages`,
+`history`) is spliced from that text, so a broadcast is never encoded again
+per recipient, per batch or per history page.
+"""
 
 from __future__ import annotations
 
 import json
+import struct
 
 from .models import Message, Room
 
@@ -26,28 +32,29 @@ def message_object(message: Message) -> dict:
     }
 
 
+def message_json(message: Message) -> str:
+    """The message object as JSON text: the unit every message frame is built from."""
+    return _dumps(message_object(message))
+
+
 def frame(kind: str, **fields) -> str:
     return _dumps({"type": kind, **fields})
 
 
-def message_frame(message: Message) -> str:
-    return frame("message", message=message_object(message))
+def message_frame(message_text: str) -> str:
+    return '{"type":"message","message":' + message_text + "}"
 
 
-_MESSAGE_PREFIX = '{"type":"message","message":'
+def messages_frame(message_texts: list[str]) -> str:
+    """One frame for several messages: a single one as a plain `message`."""
+    if len(message_texts) == 1:
+        return message_frame(message_texts[0])
+    return '{"type":"messages","messages":[' + ",".join(message_texts) + "]}"
 
 
-def batch_frame(message_frames: list[str]) -> str:
-    """One frame for several message frames: a single one as it is, more as a
-    `messages` frame, spliced from their text without decoding it again."""
-    if len(message_frames) == 1:
-        return message_frames[0]
-    cut = len(_MESSAGE_PREFIX)
-    return '{"type":"messages","messages":[' + ",".join(f[cut:-1] for f in message_frames) + "]}"
-
-
-def history_frame(messages: list[Message], has_more: bool) -> str:
-    return frame("history", messages=[message_object(m) for m in messages], has_more=has_more)
+def history_frame(message_texts: list[str], has_more: bool) -> str:
+    more = "true" if has_more else "false"
+    return '{"type":"history","messages":[' + ",".join(message_texts) + '],"has_more":' + more + "}"
 
 
 def hello_frame(*, username: str, room: Room, online: list[str], last_seq: int) -> str:
@@ -60,10 +67,28 @@ def hello_frame(*, username: str, room: Room, online: list[str], last_seq: int) 
     )
 
 
-def ack_frame(message: Message) -> str:
-    return frame("ack", client_id=message.client_id, id=message.id, seq=message.seq)
+def ack_frame(*, client_id: str | None, message_id: int, seq: int) -> str:
+    return frame("ack", client_id=client_id, id=message_id, seq=seq)
 
 
 def error_frame(code: str, detail: str, **fields) -> str:
-    """`fields`: retry_after (rate_limited), until (a timed mute)."""
+    """`fields`: retry_after (rate_limited, unavailable), until (a timed mute)."""
     return frame("error", code=code, detail=detail, **fields)
+
+
+PONG = frame("pong")
+
+
+def websocket_text_frame(text: str) -> bytes:
+    """The bytes of an unmasked, unfragmented WebSocket text frame (RFC 6455
+    5.2), as a server sends it: built once per broadcast and written as they
+    are to every local socket."""
+    payload = text.encode("utf-8")
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload

@@ -34,15 +34,15 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
 
 
-def parse_rate_limit(value: str) -> tuple[int, int] | None:
-    """`<messages>/<seconds>` -> (messages, seconds); `off` -> None."""
+def parse_rate_limit(value: str, name: str = "CHAT_RATE_LIMIT") -> tuple[int, int] | None:
+    """`<count>/<seconds>` -> (count, seconds); `off` -> None."""
     value = value.strip().lower()
     if value in ("off", "0", "none"):
         return None
     match = re.fullmatch(r"(\d+)\s*/\s*(\d+)", value)
     if not match or int(match[1]) < 1 or int(match[2]) < 1:
         raise ImproperlyConfigured(
-            f"CHAT_RATE_LIMIT must look like 20/10 (messages/seconds) or 'off', not {value!r}"
+            f"{name} must look like 20/10 (count/seconds) or 'off', not {value!r}"
         )
     return int(match[1]), int(match[2])
 
@@ -184,7 +184,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "chat.cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CHAT_REDIS_PREFIX,
         }
@@ -193,12 +193,28 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Sessions are read through the cache (Redis when configured): a socket's
+# connect costs no session query. Logout and password changes still end them.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 # Chat limits (the contract's environment table).
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "20/10"))
 CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
+# Every other client frame (typing, history, ping, read, invalid ones) counts
+# against this budget per user, across all their sockets and workers.
+CHAT_FRAME_RATE = parse_rate_limit(os.environ.get("CHAT_FRAME_RATE", "200/10"), "CHAT_FRAME_RATE")
+# Open sockets per user across workers (tabs, devices, bots); one more is
+# closed with 4429. Load tools sharing a few accounts need it high.
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 250)
+# Seconds after which a socket is asked to reconnect (4000), so that its
+# session and room access are checked again; each socket gets up to a tenth
+# less, so that sockets opened together do not all come back together.
+CHAT_MAX_SOCKET_AGE = env_int("CHAT_MAX_SOCKET_AGE", 3600)
 CHAT_MAX_FRAME_BYTES = 64 * 1024
 CHAT_HISTORY_PAGE = 50
 CHAT_HISTORY_MAX = 100
+# Rooms per page of the directory.
+CHAT_DIRECTORY_PAGE = env_int("CHAT_DIRECTORY_PAGE", 50)
 # Presence entries expire unless refreshed; a worker that dies without running
 # its disconnect handlers drops out within CHAT_PRESENCE_TTL seconds.
 CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30)
@@ -209,6 +225,18 @@ CHAT_GAP_WAIT = float(os.environ.get("CHAT_GAP_WAIT", "0.25"))
 # same socket waits for the window's end and goes out batched with the others
 # in one `messages` frame (0 = never batch).
 CHAT_BATCH_WINDOW = float(os.environ.get("CHAT_BATCH_WINDOW", "0.02"))
+# Each worker's room hub keeps this many of a room's latest messages in memory:
+# hello's history and most resumes need no database.
+CHAT_HUB_RECENT = env_int("CHAT_HUB_RECENT", 500)
+# Seconds a room's hub stays subscribed and warm after its last local socket
+# left (a worker's sockets that drop together come back together).
+CHAT_HUB_IDLE = float(os.environ.get("CHAT_HUB_IDLE", "30"))
+# Every this many seconds each worker reads the last seq of its rooms in one
+# query, and fills any room that stayed behind (a lost broadcast).
+CHAT_SEQ_WATCH = float(os.environ.get("CHAT_SEQ_WATCH", "2"))
+# Bytes that may wait for a client that does not read before its socket is
+# closed with 4008 (it resumes with `after`).
+CHAT_MAX_QUEUED_BYTES = env_int("CHAT_MAX_QUEUED_BYTES", 1024 * 1024)
 # Typing notices are forwarded at most once per this many seconds per socket.
 CHAT_TYPING_INTERVAL = float(os.environ.get("CHAT_TYPING_INTERVAL", "1.5"))
 

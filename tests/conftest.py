@@ -17,8 +17,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connections
 from django.test import Client
 
-from chat import presence, services
-from chat.services import presence as presence_service
+from chat import hub, limits, presence, services
 from tests.servers import redis_server_url
 
 TIMEOUT = 5  # seconds to wait for any one expected frame
@@ -46,8 +45,8 @@ def close_sync_thread_connections(django_db_setup):
 def _reset_layers():
     channel_layers.backends.clear()
     presence.reset_store()
-    presence_service._local_sockets.clear()
-    presence_service._heartbeats.clear()
+    hub.forget_hubs()
+    limits.reset()
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +84,7 @@ def redis_layer(settings, redis_url):
     settings.CHAT_REDIS_PREFIX = prefix
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "chat.cache.SharedPoolRedisCache",
             "LOCATION": redis_url,
             "KEY_PREFIX": prefix,
         }
@@ -229,11 +228,19 @@ async def connect():
     opened: list[ChatSocket] = []
 
     async def open_socket(
-        user, slug, after=None, *, origin="http://localhost", layer_alias=None, expect_hello=True
+        user,
+        slug,
+        after=None,
+        *,
+        origin="http://localhost",
+        layer_alias=None,
+        expect_hello=True,
+        cookie=None,
     ):
+        """`cookie`: a session id to use (default: a new session of `user`)."""
         headers = [(b"origin", origin.encode())] if origin else []
-        if user is not None:
-            cookie = await sync_to_async(session_cookie_for)(user)
+        if user is not None or cookie is not None:
+            cookie = cookie or await sync_to_async(session_cookie_for)(user)
             headers.append((b"cookie", f"sessionid={cookie}".encode()))
         path = f"/ws/rooms/{slug}/" + (f"?after={after}" if after is not None else "")
         app = application
@@ -255,3 +262,4 @@ async def connect():
     for socket in opened:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await socket.close()
+    await hub.stop_hubs()

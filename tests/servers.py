@@ -189,5 +189,6 @@ class DaphneServer(OnLocalPort):
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
+        if not os.environ.get("CHAT_KEEP_LOGS"):
+            with contextlib.suppress(OSError):
+                os.unlink(self.log.name)

@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.test import Client
 
-from chat import events, services
+from chat import events, services, wire
 from chat.models import Membership, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -228,17 +228,11 @@ async def test_live_messages_arrive_in_seq_order_even_when_published_out_of_orde
         room=room, author=alice, body="second", client_id=None
     )
     layer = get_channel_layer()
-    group = events.room_group(room.pk)
-    from chat import wire
-
     for posted in (second, first):
+        message = posted.message
         await layer.group_send(
-            group,
-            {
-                "type": "room.message",
-                "seq": posted.message.seq,
-                "text": wire.message_frame(posted.message),
-            },
+            events.room_group(room.pk),
+            events.room_message(room.pk, message.seq, wire.message_json(message)),
         )
     got = [(await a.expect("message"))["message"]["body"] for _ in range(2)]
     assert got == ["first", "second"]

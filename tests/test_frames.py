@@ -6,6 +6,7 @@ from chat.frames import (
     FrameError,
     HistoryRequest,
     Ping,
+    Read,
     SendMessage,
     Typing,
     parse_after,
@@ -27,6 +28,8 @@ def send(**fields):
         ('{"type": "ping", "extra": 1}', Ping()),
         ('{"type": "history", "before": 10, "limit": 5}', HistoryRequest(10, 5)),
         ('{"type": "history", "before": 10}', HistoryRequest(10, 50)),
+        ('{"type": "read", "seq": 7}', Read(7)),
+        ('{"type": "read", "seq": 0}', Read(0)),
     ],
 )
 def test_valid_frames(text, expected):
@@ -60,6 +63,13 @@ def test_valid_frames(text, expected):
         ('{"type": "history", "before": 10, "limit": 101}', "bad_request"),
         ('{"type": "history", "before": 10, "limit": 2.5}', "bad_request"),
         ('{"type": "history", "before": NaN}', "bad_request"),
+        ('{"type": "read"}', "bad_request"),
+        ('{"type": "read", "seq": "5"}', "bad_request"),
+        ('{"type": "read", "seq": -1}', "bad_request"),
+        ('{"type": "read", "seq": 1.5}', "bad_request"),
+        ('{"type": "read", "seq": false}', "bad_request"),
+        ('{"type": "read", "seq": 9223372036854775808}', "bad_request"),
+        ('{"type": "read", "seq": ' + "9" * 5000 + "}", "bad_request"),
     ],
 )
 def test_bad_frames(text, code):

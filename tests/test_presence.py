@@ -40,10 +40,10 @@ async def test_unrefreshed_entries_expire_and_are_swept(store, monkeypatch):
     await store.open(1, "dead", "gone-worker-conn")
     await store.open(1, "alive", "live-conn")
     now[0] += 20
-    assert (await store.heartbeat(1, {"live-conn": "alive"})).expired == []
+    assert (await store.heartbeat(1, "live-conn", ["alive"])).expired == []
     now[0] += 15  # "dead" was last refreshed 35 s ago, ttl 30
-    swept = await store.heartbeat(1, {"live-conn": "alive"})
-    assert swept.expired == ["dead"] and swept.returned == []
+    swept = await store.heartbeat(1, "live-conn", ["alive"])
+    assert swept.expired == ["dead"] and swept.returned == [] and swept.online == ["alive"]
     assert (await store.open(1, "new", "c9")).online == ["alive", "new"]
 
 
@@ -62,6 +62,6 @@ async def test_refresh_after_being_swept_returns_the_user(store, monkeypatch):
     await store.open(1, "slow", "s1")
     now[0] += 31
     await store.open(1, "ann", "a1")  # sweeps "slow"
-    result = await store.heartbeat(1, {"s1": "slow"})  # slow's worker was only stalled
+    result = await store.heartbeat(1, "s1", ["slow"])  # slow's worker was only stalled
     assert result.returned == ["slow"]
     assert (await store.open(1, "ben", "b1")).online == ["ann", "ben", "slow"]

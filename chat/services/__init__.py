@@ -5,6 +5,13 @@ One module per seam (rooms, messages, presence, sessions, moderation); every
 public name is re-exported here, so callers write `services.post_message(...)`.
 """
 
+from .access import (
+    membership_removed,
+    password_changed,
+    room_became_private,
+    room_deleted,
+    session_deleted,
+)
 from .errors import Forbidden, InvalidInput, Locked, Muted, RateLimited, ServiceError
 from .messages import (
     MUTED_INDEFINITELY,
@@ -28,11 +35,17 @@ from .moderation import (
     unban_user,
     unmute_user,
 )
-from .presence import close_presence, heartbeat_once, open_presence
+from .presence import close_presence, open_presence, refresh_presence
+from .reading import advance_read_position, mark_read
 from .rooms import add_member, create_room, join_room, slug_for
 from .sessions import end_session
 
 __all__ = [
+    "membership_removed",
+    "password_changed",
+    "room_became_private",
+    "room_deleted",
+    "session_deleted",
     "MUTED_INDEFINITELY",
     "Forbidden",
     "InvalidInput",
@@ -42,19 +55,21 @@ __all__ = [
     "RateLimited",
     "ServiceError",
     "add_member",
+    "advance_read_position",
     "ban_user",
     "check_rate",
     "close_presence",
     "close_report",
     "create_room",
     "end_session",
-    "heartbeat_once",
     "join_room",
+    "mark_read",
     "muted_error",
     "mute_user",
     "notify_typing",
     "open_presence",
     "post_message",
+    "refresh_presence",
     "remove_message",
     "report_message",
     "restore_message",

@@ -3,19 +3,19 @@ broadcast; typing notices."""
 
 from __future__ import annotations
 
-import time
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
-from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from .. import events, wire
+from .. import events, limits, wire
 from ..models import Membership, Message, Room
-from .errors import Forbidden, Locked, Muted, RateLimited
+from .errors import Forbidden, Locked, Muted
+
+logger = logging.getLogger(__name__)
 
 # A mute with no end is stored as a date far enough away.
 MUTED_INDEFINITELY = datetime(9999, 12, 31, tzinfo=UTC)
@@ -28,17 +28,8 @@ class Posted:
 
 
 def check_rate(user_id: int) -> None:
-    limit = settings.CHAT_RATE_LIMIT
-    if limit is None:
-        return
-    count, seconds = limit
-    now = time.time()
-    window = int(now // seconds)
-    key = f"rate:{user_id}:{window}"
-    cache.add(key, 0, timeout=seconds + 1)
-    if cache.incr(key) > count:
-        retry_after = round((window + 1) * seconds - now, 3)
-        raise RateLimited(f"Too many messages: {count} per {seconds} s.", retry_after=retry_after)
+    """Count a message against the user's CHAT_RATE_LIMIT (blocking code)."""
+    limits.spend_sync(kind="message", user_id=user_id)
 
 
 # One statement takes the room's row lock, allocates the next seq and reads
@@ -52,7 +43,7 @@ RETURNING last_seq, is_locked,
 
 
 def store_message(*, room: Room, author, body: str, client_id: str | None) -> Posted:
-    check_rate(author.pk)
+    """Store a message (no rate check: post_message counts it)."""
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -61,7 +52,10 @@ def store_message(*, room: Room, author, body: str, client_id: str | None) -> Po
                     _NEXT_SEQ_SQL,
                     [room.pk, connection.ops.adapt_datetimefield_value(now), room.pk, author.pk],
                 )
-                seq, locked, standing = cursor.fetchone()
+                row = cursor.fetchone()
+            if row is None:  # deleted (in the admin) while a socket was open in it
+                raise Forbidden("This room no longer exists.")
+            seq, locked, standing = row
             if locked:
                 raise Locked("This room is locked: it is read-only.")
             if standing == 2:
@@ -76,9 +70,8 @@ def store_message(*, room: Room, author, body: str, client_id: str | None) -> Po
             raise
         # The unique (room, author, client_id) caught a retry: answer with the
         # first message's ack, store nothing.
-        message = Message.objects.select_related("room", "author").get(
-            room=room, author=author, client_id=client_id
-        )
+        message = Message.objects.get(room=room, author=author, client_id=client_id)
+        message.room, message.author = room, author
         return Posted(message=message, created=False)
     message.room, message.author = room, author
     return Posted(message=message, created=True)
@@ -98,20 +91,32 @@ def muted_error(*, room: Room, user) -> Muted:
 
 
 async def post_message(*, room: Room, author, body: str, client_id: str | None) -> Posted:
-    """Store a message (idempotent per client_id) and broadcast it to the room."""
+    """Store a message (idempotent per client_id) and broadcast it to the room.
+
+    A retry of a stored message is broadcast again: its first broadcast may
+    have been lost with the connection that sent it (hubs drop what they have
+    delivered already). A broadcast that fails is logged, not raised: the
+    message is stored, so it is acknowledged, and every worker's seq watch
+    delivers it from the database."""
+    await limits.spend(kind="message", user_id=author.pk)
     posted = await database_sync_to_async(store_message)(
         room=room, author=author, body=body, client_id=client_id
     )
-    if posted.created:
-        await events.send(
-            events.room_group(room.pk),
-            events.room_message(posted.message.seq, wire.message_frame(posted.message)),
-        )
+    message = posted.message
+    if message.deleted_at is None:
+        try:
+            await events.send(
+                events.room_group(room.pk),
+                events.room_message(room.pk, message.seq, wire.message_json(message)),
+            )
+        except Exception:
+            logger.exception("broadcast of #%s in room %s failed", message.seq, room.pk)
     return posted
 
 
-async def notify_typing(*, room: Room, user, sender_channel: str) -> None:
+async def notify_typing(*, room: Room, user, conn_id: str) -> None:
+    """Everyone else in the room sees that `user` is typing (not the socket `conn_id`)."""
     await events.send(
         events.room_group(room.pk),
-        events.room_frame(wire.frame("typing", user=user.username), sender_channel),
+        events.room_frame(room.pk, wire.frame("typing", user=user.username), skip=conn_id),
     )

@@ -70,7 +70,7 @@ def remove_message(*, message: Message, actor, reason: str = "") -> bool:
     )
     events.send_on_commit(
         events.room_group(room.pk),
-        events.room_frame(wire.frame("message.deleted", id=message.pk, seq=message.seq)),
+        events.room_deleted(room.pk, message_id=message.pk, seq=message.seq),
     )
     return True
 
@@ -123,7 +123,10 @@ def ban_user(*, room: Room, user, actor, reason: str = "") -> bool:
         target_user=user,
         summary=f"{actor.username} banned {user.username} from {room.slug}",
     )
-    events.send_on_commit(events.room_group(room.pk), events.room_ban(user.pk))
+    events.send_on_commit(
+        events.room_group(room.pk),
+        events.room_close(room.pk, code=events.Close.NO_ACCESS, user_id=user.pk),
+    )
     return True
 
 
@@ -225,7 +228,10 @@ def set_account_active(*, user, actor, active: bool, reason: str = "") -> bool:
         summary=f"{actor.username} {verb} the account {user.username}",
     )
     if not active:
-        events.send_on_commit(events.user_group(user.pk), events.socket_close(4401))
+        events.send_on_commit(
+            events.CONTROL_GROUP,
+            events.close_sockets(code=events.Close.SESSION_ENDED, user_id=user.pk),
+        )
     return True
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
@@ -9,9 +11,24 @@ from django.utils.text import slugify
 from ..models import Membership, Room
 from .errors import Forbidden, InvalidInput
 
+# Letters that NFKD does not take apart into ASCII: Cyrillic (a common
+# simplified romanization) and a few Latin ones.
+_TO_LATIN = str.maketrans(
+    dict(zip("абвгдезийклмнопрстуфыэіґ", "abvgdeziyklmnoprstufyeig", strict=True))
+    | {"ё": "e", "ж": "zh", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch"}
+    | {"ъ": "", "ь": "", "ю": "yu", "я": "ya", "ї": "yi", "є": "ye"}
+    | {"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "þ": "th", "ð": "d"}
+)
+
 
 def slug_for(name: str) -> str:
-    return slugify(name)[:50].strip("-")
+    """The contract's ASCII slug ([a-z0-9-]) for a room name: accents dropped,
+    Cyrillic romanized; a name in another script (CJK, …) gets
+    `room-<random>`. Empty only for a name with no letter or digit at all."""
+    slug = slugify(name.lower().translate(_TO_LATIN))[:50].strip("-")
+    if slug or not any(c.isalnum() for c in name):
+        return slug
+    return f"room-{secrets.token_hex(4)}"
 
 
 @transaction.atomic
@@ -23,7 +40,7 @@ def create_room(*, owner, name: str, is_private: bool = False) -> Room:
         raise InvalidInput("A room name has at most 100 characters.")
     slug = slug_for(name)
     if not slug:
-        raise InvalidInput("A room name needs at least one letter or digit (a-z, 0-9).")
+        raise InvalidInput("A room name needs at least one letter or digit.")
     if Room.objects.filter(slug=slug).exists():
         raise InvalidInput(f"A room with the address '{slug}' exists already.")
     try:

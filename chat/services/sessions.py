@@ -7,4 +7,7 @@ from .. import events
 
 def end_session(*, session_key: str) -> None:
     """Close every socket opened with this login session (logout)."""
-    events.send_sync(events.session_group(session_key), events.socket_close(4401))
+    events.send_sync(
+        events.CONTROL_GROUP,
+        events.close_sockets(code=events.Close.SESSION_ENDED, session_key=session_key),
+    )

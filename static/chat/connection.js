@@ -1,22 +1,35 @@
 // One WebSocket that keeps itself open: reconnects with exponential backoff
-// and jitter, notices dead connections with ping/pong, and stops for good on
-// the close codes after which the server would only refuse us again.
+// and jitter, notices dead connections within seconds (the browser's
+// offline/online events, and a ping after a few silent seconds), and stops
+// for good on the close codes after which the server would only refuse us
+// again.
 
 export const CLOSE_SESSION_ENDED = 4401;
 export const CLOSE_NO_ACCESS = 4403;
+// The server asks for a new connection (4000: access to be checked again;
+// 4008: this page fell too far behind; 1012: the worker restarts): come back
+// at once, spread over a second so that a worker's pages do not all arrive
+// together, and resume from the last seq.
+const RECONNECT_AT_ONCE = new Set([4000, 4008, 1012]);
+const AT_ONCE_SPREAD_MS = 1000;
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
-const PING_EVERY_MS = 25000;
-// A socket that has been silent this long after a ping is dead (a half-open
-// TCP connection never fires `close` by itself).
-const PONG_WITHIN_MS = 10000;
+// After this long without a frame from the server, ping it…
+const PING_AFTER_SILENCE_MS = 3000;
+// …and a socket still silent this long after the ping is dead (a half-open
+// TCP connection, or a network that went away, never fires `close` by
+// itself). So a dead connection shows within 5 s, at one small frame per 3 s
+// on a quiet socket.
+const PONG_WITHIN_MS = 2000;
+const CONNECT_WITHIN_MS = 8000;
 
 export class Connection {
   /**
    * url: () => string, called before every attempt (so it can resume from
    *   the latest seq); onFrame(frame); onState(state, detail) with state one
    *   of "connecting", "connected", "waiting" (detail: seconds left),
+   *   "offline" (the browser has no network; reconnects when it returns),
    *   "ended" (session over), "forbidden" (no access).
    */
   constructor({ url, onFrame, onState }) {
@@ -35,7 +48,28 @@ export class Connection {
 
   start() {
     this.stopped = false;
-    this.open();
+    if (!this.listening) {
+      this.listening = true;
+      window.addEventListener("offline", () => this.wentOffline());
+      window.addEventListener("online", () => this.retryNow());
+      document.addEventListener("visibilitychange", () => {
+        if (document.visibilityState === "visible") this.retryNow();
+      });
+    }
+    if (navigator.onLine === false) this.setState("offline");
+    else this.open();
+  }
+
+  get final() {
+    return this.stopped || this.state === "ended" || this.state === "forbidden";
+  }
+
+  /** The browser lost the network: the socket is as good as gone. */
+  wentOffline() {
+    if (this.final) return;
+    this.clearTimers();
+    this.detach()?.close();
+    this.setState("offline");
   }
 
   /** Close without reconnecting (the page is going away). */
@@ -45,10 +79,12 @@ export class Connection {
     this.detach()?.close(1000);
   }
 
-  /** Skip the rest of the backoff wait (e.g. the network came back). */
+  /** Skip the rest of the backoff wait (the network came back, the tab
+   * became visible again). */
   retryNow() {
-    if (this.state === "waiting") {
+    if (this.state === "waiting" || this.state === "offline") {
       this.clearTimers();
+      this.attempt = 0;
       this.open();
     }
   }
@@ -65,6 +101,14 @@ export class Connection {
     this.socket = socket;
     socket.onmessage = (event) => this.received(event);
     socket.onclose = (event) => this.closed(event.code);
+    // A handshake that hangs (a network that drops packets) counts as failed.
+    this.timers.pong = setTimeout(() => this.dead(), CONNECT_WITHIN_MS);
+  }
+
+  dead() {
+    this.detach()?.close();
+    this.clearTimers();
+    this.scheduleRetry();
   }
 
   received(event) {
@@ -90,14 +134,15 @@ export class Connection {
     if (this.stopped) return;
     if (code === CLOSE_SESSION_ENDED) return this.setState("ended");
     if (code === CLOSE_NO_ACCESS) return this.setState("forbidden");
-    this.scheduleRetry();
+    this.scheduleRetry(RECONNECT_AT_ONCE.has(code));
   }
 
-  scheduleRetry() {
+  scheduleRetry(atOnce = false) {
+    if (navigator.onLine === false) return this.setState("offline"); // "online" reopens
     const base = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.attempt);
-    this.attempt += 1;
+    if (!atOnce) this.attempt += 1;
     // Jitter spreads the reconnects of many clients after a server restart.
-    const delay = base / 2 + (Math.random() * base) / 2;
+    const delay = atOnce ? Math.random() * AT_ONCE_SPREAD_MS : base / 2 + (Math.random() * base) / 2;
     const due = Date.now() + delay;
     const tick = () => this.setState("waiting", Math.max(1, Math.ceil((due - Date.now()) / 1000)));
     tick();
@@ -108,16 +153,15 @@ export class Connection {
     }, delay);
   }
 
+  /** Any frame proves the connection alive; silence gets a ping, and a
+   * ping without an answer ends the socket. */
   keepAlive() {
     clearTimeout(this.timers.ping);
     clearTimeout(this.timers.pong);
     this.timers.ping = setTimeout(() => {
       this.send({ type: "ping" });
-      this.timers.pong = setTimeout(() => {
-        this.detach()?.close();
-        this.scheduleRetry();
-      }, PONG_WITHIN_MS);
-    }, PING_EVERY_MS);
+      this.timers.pong = setTimeout(() => this.dead(), PONG_WITHIN_MS);
+    }, PING_AFTER_SILENCE_MS);
   }
 
   /** Forget the current socket so that its late events change nothing. */

@@ -1,14 +1,19 @@
 // The room page: wires the socket (connection.js) to the drawing (render.js)
-// and owns the outbox, the history paging and the composer.
+// and owns the outbox, the read position, the history paging and the
+// composer.
 
+import { Composer, MentionPicker } from "./composer.js";
 import { Connection } from "./connection.js";
 import { Moderation } from "./moderation.js";
+import { Notifier } from "./notify.js";
 import { MessageList, OnlineList, TypingLine } from "./render.js";
 
 const HISTORY_PAGE = 50;
 const TYPING_EVERY_MS = 2000;
-// Errors that answer a message.send: they refer to the oldest unanswered send,
-// because the server handles one socket's frames in order.
+// `read` frames go out at most this often (the server stores each one).
+const READ_EVERY_MS = 500;
+// Errors that answer a message.send: they refer to the one send in flight,
+// because the outbox sends one message at a time.
 const SEND_ERRORS = new Set([
   "rate_limited",
   "muted",
@@ -17,14 +22,22 @@ const SEND_ERRORS = new Set([
   "bad_request",
   "forbidden", // a send racing a ban (the 4403 close follows)
 ]);
+// Refusals that will refuse every queued message as well.
+const REFUSE_ALL = new Set(["muted", "locked", "forbidden"]);
 
 const root = document.getElementById("room");
 const me = root.dataset.user;
 const slug = root.dataset.slug;
+const roomName = root.dataset.name;
+const limit = Number(root.dataset.maxLength);
 const status = document.getElementById("connection");
 const scroller = document.getElementById("timeline");
 const olderButton = document.getElementById("load-older");
-const composer = document.getElementById("composer");
+const roomStart = document.getElementById("room-start");
+const loading = document.getElementById("loading");
+const emptyRoom = document.getElementById("empty-room");
+const newButton = document.getElementById("new-messages");
+const composerForm = document.getElementById("composer");
 const input = document.getElementById("message-input");
 const composerError = document.getElementById("composer-error");
 const onlineBox = document.getElementById("online");
@@ -38,6 +51,27 @@ const messages = new MessageList(
 );
 const online = new OnlineList(onlineBox, me, moderation.userControls);
 const typing = new TypingLine(document.getElementById("typing"));
+const notifier = new Notifier({
+  slug,
+  roomName,
+  enableButton: document.getElementById("notify-enable"),
+  choice: document.getElementById("notify-choice"),
+  select: document.getElementById("notify-level"),
+});
+const composer = new Composer({
+  input,
+  counter: document.getElementById("char-count"),
+  limit,
+  draftKey: `chat.draft.${slug}`,
+});
+// Before the composer's own Enter handler: an open list takes Enter.
+new MentionPicker({
+  input,
+  list: document.getElementById("mention-list"),
+  url: `/rooms/${encodeURIComponent(slug)}/people/`,
+  me,
+  onPick: () => composer.changed(),
+});
 
 // Highest seq received in a message or history frame: having it means having
 // every earlier message, so reconnecting resumes after it. Acks do not count:
@@ -45,14 +79,28 @@ const typing = new TypingLine(document.getElementById("typing"));
 let lastSeq = null;
 let resuming = false; // this socket was opened with ?after=
 let ready = false; // hello and its history are in: sends may go out
+let opened = false; // the first history ever arrived (the placeholder is gone)
 let hasMore = false; // older messages exist before the oldest shown
 let loadingOlder = false;
 let lastTypingSent = 0;
-// Sends not yet acknowledged, oldest first: {clientId: body}. Re-sent with
-// the same client_id after a reconnect; the server stores each once.
+
+// The read position: every message up to readSeq has been seen, on this
+// device or another (the server keeps it per user and room).
+let readSeq = Number(root.dataset.lastRead) || 0;
+let sentReadSeq = readSeq;
+let readTimer = null;
+// The "New" divider sits above the first message by someone else after
+// dividerFrom (null: no divider; a first visit has none).
+let dividerFrom = readSeq > 0 ? readSeq : null;
+
+// Sends not yet acknowledged, in the order written: {clientId: body}. One is
+// on the wire at a time, so the server stores them in that order whatever it
+// refuses and we retry; re-sent with the same client_id after a reconnect,
+// the server stores each once.
 const outbox = new Map();
-let inFlight = []; // client_ids sent on this socket with no answer yet
-const retryTimers = new Set();
+let inFlight = null; // the client_id sent on this socket with no answer yet
+let retryTimer = null; // waiting out a rate limit
+let rateLimited = false; // the composer shows the rate limit error
 
 const connection = new Connection({
   url() {
@@ -72,24 +120,32 @@ function handle(frame) {
     case "hello":
       ready = false;
       loadingOlder = false;
-      inFlight = [];
+      inFlight = null;
       online.set(frame.online);
       break;
     case "history":
       if (!ready) return firstHistory(frame);
       loadingOlder = false;
-      receive(frame.messages);
+      receive(frame.messages, false);
       setHasMore(frame.has_more);
       break;
     case "message":
-      receive([frame.message]);
+      receive([frame.message], true);
       break;
     case "messages":
-      receive(frame.messages);
+      receive(frame.messages, true);
       break;
     case "ack":
-      settle(frame.client_id);
       messages.confirm(frame.client_id, frame);
+      settle(frame.client_id);
+      changed();
+      break;
+    case "read":
+      // Read on another tab or device: this one's unread state follows.
+      if (frame.room === slug && frame.seq > readSeq) {
+        readSeq = sentReadSeq = frame.seq;
+        changed();
+      }
       break;
     case "join":
       online.add(frame.user);
@@ -102,6 +158,7 @@ function handle(frame) {
       break;
     case "message.deleted":
       messages.remove(frame);
+      changed();
       break;
     case "error":
       failed(frame);
@@ -110,52 +167,189 @@ function handle(frame) {
 }
 
 function firstHistory(frame) {
-  receive(frame.messages);
+  receive(frame.messages, false);
   // A resume's has_more speaks of messages before `after`, which we have.
   if (!resuming) setHasMore(frame.has_more);
   ready = true;
-  retryTimers.forEach(clearTimeout);
-  retryTimers.clear();
-  // Whatever the resume did not show as stored goes out again.
-  for (const clientId of outbox.keys()) transmit(clientId);
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  if (!opened) {
+    opened = true;
+    loading.hidden = true;
+    showDivider();
+  }
+  // Whatever the resume did not show as stored goes out again, in order.
+  pump();
+  // Read while the socket was down: the server hears of it now.
+  if (resuming && readSeq > 0) connection.send({ type: "read", seq: readSeq });
+  changed();
 }
 
-function receive(list) {
+function receive(list, live) {
+  let unseen = false;
   for (const message of list) {
     if (lastSeq === null || message.seq > lastSeq) lastSeq = message.seq;
     if (message.user === me && outbox.has(message.client_id)) {
       // Our own send, back from the server before (or instead of) its ack.
-      settle(message.client_id);
       messages.dropPending(message.client_id);
+      settle(message.client_id);
     }
     typing.clear(message.user);
   }
-  messages.add(list);
+  const added = new Set(messages.add(list));
+  for (const message of live ? list : []) {
+    const item = messages.bySeq.get(message.seq);
+    if (!added.has(item) || message.user === me || message.seq <= readSeq) continue;
+    unseen = true;
+    notifier.message(message, item.classList.contains("mentions-me"));
+  }
+  // Messages came while the reader was away and everything before was read:
+  // the divider moves down to the first of them.
+  if (unseen && !(reading() && messages.atBottom())) {
+    const divider = messages.divider;
+    if (!divider || Number(divider.dataset.seq) <= readSeq) dividerFrom = readSeq;
+  }
+  placeDivider();
+  changed();
+}
+
+function placeDivider() {
+  if (dividerFrom === null) return messages.setDivider(null);
+  for (const item of document.querySelectorAll("#messages li[data-seq]")) {
+    if (Number(item.dataset.seq) > dividerFrom && item.dataset.user !== me) {
+      return messages.setDivider(Number(item.dataset.seq));
+    }
+  }
+  messages.setDivider(null);
+}
+
+/** Opening the room: show the first unread message rather than the bottom
+ * when they do not all fit on the screen. */
+function showDivider() {
+  const divider = messages.divider;
+  if (!divider) return;
+  const offset = divider.getBoundingClientRect().top - scroller.getBoundingClientRect().top;
+  if (offset < 0) scroller.scrollTop += offset - 8;
+}
+
+// ------------------------------------------------------------ the outbox
+
+function pump() {
+  if (inFlight !== null || retryTimer !== null || !ready) return;
+  const next = outbox.entries().next();
+  if (next.done) return;
+  const [clientId, body] = next.value;
+  if (connection.send({ type: "message.send", body, client_id: clientId })) inFlight = clientId;
 }
 
 function settle(clientId) {
   outbox.delete(clientId);
-  inFlight = inFlight.filter((id) => id !== clientId);
+  if (inFlight !== clientId) return;
+  inFlight = null;
+  if (rateLimited) {
+    rateLimited = false; // the limit is behind us: its error with it
+    composerError.textContent = "";
+  }
+  pump();
 }
 
 function failed({ code, detail, retry_after: retryAfter }) {
   composerError.textContent = detail;
-  if (!SEND_ERRORS.has(code) || inFlight.length === 0) return;
-  const clientId = inFlight.shift();
+  if (!SEND_ERRORS.has(code) || inFlight === null) return;
+  const clientId = inFlight;
+  inFlight = null;
   if (code === "rate_limited") {
-    const timer = setTimeout(() => {
-      retryTimers.delete(timer);
-      transmit(clientId);
+    // The same message goes again when the window has passed; the ones
+    // queued behind it wait their turn.
+    rateLimited = true;
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      pump();
     }, retryAfter * 1000);
-    retryTimers.add(timer);
     return;
   }
-  // Refused for good (muted, locked, …): give the text back to the writer.
-  const body = outbox.get(clientId);
-  outbox.delete(clientId);
-  messages.dropPending(clientId);
-  if (!input.value) input.value = body;
+  // Refused for good: give the text back to the writer (and, for refusals
+  // that every later message would meet too, the queued ones with it).
+  const refused = REFUSE_ALL.has(code) ? [...outbox.keys()] : [clientId];
+  const texts = refused.map((id) => outbox.get(id));
+  for (const id of refused) {
+    outbox.delete(id);
+    messages.dropPending(id);
+  }
+  composer.set([input.value, ...texts].filter(Boolean).join("\n"));
+  pump();
+  changed();
 }
+
+// ------------------------------------------------------------ reading
+
+function reading() {
+  return document.visibilityState === "visible";
+}
+
+function unreadCount() {
+  let count = 0;
+  for (const item of messages.newestFirst()) {
+    if (Number(item.dataset.seq) <= readSeq) break;
+    if (item.dataset.user !== me) count += 1;
+  }
+  return count;
+}
+
+/** After anything that may change what is seen: advance the read position,
+ * and redraw the unread count (title, "New messages" button) and the
+ * room's start and empty states. */
+function changed() {
+  if (reading()) {
+    const seen = messages.seenUpTo();
+    if (seen !== null && seen > readSeq) {
+      readSeq = seen;
+      scheduleRead();
+    }
+  }
+  const unread = unreadCount();
+  document.title = unread ? `(${unread}) ${roomName} · Chat` : `${roomName} · Chat`;
+  newButton.hidden = unread === 0 || messages.atBottom();
+  newButton.textContent = unread === 1 ? "1 new message ↓" : `${unread} new messages ↓`;
+  emptyRoom.hidden = !opened || hasMore || messages.size > 0;
+  roomStart.hidden = !opened || hasMore || messages.size === 0;
+}
+
+function scheduleRead() {
+  if (readTimer === null) readTimer = setTimeout(flushRead, READ_EVERY_MS);
+}
+
+function flushRead() {
+  clearTimeout(readTimer);
+  readTimer = null;
+  if (readSeq <= sentReadSeq) return;
+  if (connection.send({ type: "read", seq: readSeq })) sentReadSeq = readSeq;
+  else scheduleRead(); // not connected: try again shortly
+}
+
+newButton.addEventListener("click", () => {
+  const first = [...document.querySelectorAll("#messages li[data-seq]")].find(
+    (item) => Number(item.dataset.seq) > readSeq && item.dataset.user !== me,
+  );
+  const offset = first
+    ? first.getBoundingClientRect().top - scroller.getBoundingClientRect().top - 8
+    : Infinity;
+  if (offset > 0 && offset !== Infinity) scroller.scrollTop += offset;
+  else messages.scrollToBottom();
+  input.focus();
+});
+
+let scrollFrame = null;
+scroller.addEventListener("scroll", () => {
+  if (scroller.scrollTop < 80) loadOlder();
+  scrollFrame ??= requestAnimationFrame(() => {
+    scrollFrame = null;
+    changed();
+  });
+});
+document.addEventListener("visibilitychange", changed);
+// "Today" becomes "Yesterday" at midnight for a page left open.
+setInterval(() => messages.refreshDays(), 60_000);
 
 // ------------------------------------------------------------ connection state
 
@@ -165,6 +359,7 @@ function showState(state, seconds) {
   if (state === "connecting") status.textContent = "Connecting…";
   else if (state === "connected") status.textContent = "Connected";
   else if (state === "waiting") status.textContent = `Reconnecting in ${seconds}s…`;
+  else if (state === "offline") status.textContent = "Offline: waiting for the network";
   else if (state === "ended") {
     const login = document.createElement("a");
     login.href = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`;
@@ -179,8 +374,9 @@ function showState(state, seconds) {
   }
   if (state === "ended" || state === "forbidden") {
     input.disabled = true;
-    composer.querySelector("button").disabled = true;
+    composerForm.querySelector("button").disabled = true;
     olderButton.hidden = true;
+    loading.hidden = true;
   }
 }
 
@@ -189,6 +385,7 @@ function showState(state, seconds) {
 function setHasMore(value) {
   hasMore = value;
   olderButton.hidden = !hasMore;
+  changed();
 }
 
 function loadOlder() {
@@ -197,9 +394,6 @@ function loadOlder() {
   loadingOlder = connection.send({ type: "history", before, limit: HISTORY_PAGE });
 }
 
-scroller.addEventListener("scroll", () => {
-  if (scroller.scrollTop < 80) loadOlder();
-});
 olderButton.addEventListener("click", loadOlder);
 
 // ------------------------------------------------------------ composer
@@ -211,25 +405,26 @@ function newClientId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function transmit(clientId) {
-  const body = outbox.get(clientId);
-  if (body === undefined || !ready) return; // sent after the next hello instead
-  if (connection.send({ type: "message.send", body, client_id: clientId })) inFlight.push(clientId);
-}
-
 function submit() {
   const body = input.value.trim();
   if (!body || input.disabled) return;
+  if (composer.overBy > 0) {
+    composerError.textContent =
+      `This message is ${composer.overBy} characters over the limit of ${limit}: ` +
+      "shorten it or send it in parts.";
+    return;
+  }
   const clientId = newClientId();
   outbox.set(clientId, body);
   messages.addPending(clientId, body);
-  input.value = "";
-  composerError.textContent = "";
+  composer.set("");
+  if (!rateLimited) composerError.textContent = "";
   lastTypingSent = 0; // the message ended this bout of typing for the others
-  transmit(clientId);
+  pump();
+  changed();
 }
 
-composer.addEventListener("submit", (event) => {
+composerForm.addEventListener("submit", (event) => {
   event.preventDefault();
   submit();
   input.focus();
@@ -251,8 +446,10 @@ input.addEventListener("input", () => {
 
 // ------------------------------------------------------------ page lifecycle
 
-window.addEventListener("online", () => connection.retryNow());
-window.addEventListener("pagehide", () => connection.stop());
+window.addEventListener("pagehide", () => {
+  flushRead(); // leaving right after reading: the server still hears of it
+  connection.stop();
+});
 window.addEventListener("pageshow", (event) => {
   if (event.persisted) connection.start(); // back from the back/forward cache
 });
@@ -269,7 +466,13 @@ Object.defineProperty(window, "chat", {
     get pending() {
       return outbox.size;
     },
+    get readSeq() {
+      return readSeq;
+    },
   }),
 });
 
+// Entering the room puts you in the composer (not on touch screens, where
+// that would throw the keyboard over the messages).
+if (!matchMedia("(pointer: coarse)").matches) input.focus();
 connection.start();

@@ -126,11 +126,13 @@ def browser(chromium, daphne_server):
 
 @pytest.fixture
 def new_context(browser):
-    """new_context() -> a fresh browser context (its own cookies: one user)."""
+    """new_context(**options) -> a fresh browser context (its own cookies: one
+    user); options go to Playwright's browser.new_context."""
     contexts, errors = [], []
 
-    def make():
-        context = browser.new_context(viewport={"width": 1100, "height": 720})
+    def make(**options):
+        options.setdefault("viewport", {"width": 1100, "height": 720})
+        context = browser.new_context(**options)
         context.set_default_timeout(TIMEOUT_MS)
         context.on("page", lambda page: page.on("pageerror", lambda error: errors.append(error)))
         contexts.append(context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
+from chat import services
 from chat.models import Message
 
 PASSWORD = "a-long-test-password"  # tests/conftest.py's make_user default
@@ -17,6 +18,18 @@ def log_in(page, live, username, password=PASSWORD):
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(live.url + "/")
+
+
+def alice_and_bob_in_lobby(live, new_page, make_user):
+    """Alice owns "Lobby"; she and Bob are logged in, each in a browser.
+    Returns (room, alice's page, bob's page)."""
+    alice_user = make_user("alice")
+    make_user("bob")
+    room = services.create_room(owner=alice_user, name="Lobby")
+    alice, bob = new_page(), new_page()
+    log_in(alice, live, "alice")
+    log_in(bob, live, "bob")
+    return room, alice, bob
 
 
 def open_room(page, live, slug):
@@ -43,4 +56,30 @@ def stored(slug):
         Message.objects.filter(room__slug=slug)
         .order_by("seq")
         .values_list("author__username", "body")
+    )
+
+
+def look_away(page):
+    """The reader switches to another tab or window: this page is hidden and
+    unfocused. (Headless Chromium keeps every page visible and focused, so
+    the test says it the way the browser would: visibilitychange and blur.)"""
+    page.evaluate(
+        """() => {
+          for (const [name, value] of [["visibilityState", "hidden"], ["hidden", true]]) {
+            Object.defineProperty(document, name, { configurable: true, get: () => value });
+          }
+          document.dispatchEvent(new Event("visibilitychange"));
+          window.dispatchEvent(new Event("blur"));
+        }"""
+    )
+
+
+def look_back(page):
+    page.evaluate(
+        """() => {
+          delete document.visibilityState;
+          delete document.hidden;
+          document.dispatchEvent(new Event("visibilitychange"));
+          window.dispatchEvent(new Event("focus"));
+        }"""
     )

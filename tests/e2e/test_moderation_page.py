@@ -11,9 +11,8 @@ from django.utils import timezone
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from chat import services
 from chat.models import Membership, Message, ModerationLog, Report
-from tests.e2e.pages import bodies, log_in, open_room, send, stored
+from tests.e2e.pages import alice_and_bob_in_lobby, bodies, log_in, open_room, send, stored
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -53,12 +52,7 @@ def confirm(page, button, *, reason=None, minutes=None):
 @pytest.fixture
 def lobby(live, new_page, make_user):
     """Alice owns "Lobby"; she and Bob (a plain member) have it open."""
-    alice_user = make_user("alice")
-    make_user("bob")
-    room = services.create_room(owner=alice_user, name="Lobby")
-    alice, bob = new_page(), new_page()
-    log_in(alice, live, "alice")
-    log_in(bob, live, "bob")
+    room, alice, bob = alice_and_bob_in_lobby(live, new_page, make_user)
     open_room(alice, live, "lobby")
     open_room(bob, live, "lobby")
     for page in (alice, bob):

@@ -93,7 +93,7 @@ def test_two_users_chat_live(live, new_page, make_user):
         expect(bodies(page)).to_have_text(expected)
         expect(page.get_by_role("log").locator(".pending")).to_have_count(0)
         expect(page.get_by_role("log").locator("img, b")).to_have_count(0)  # text, not markup
-        first = page.get_by_role("log").get_by_role("listitem").first
+        first = page.get_by_role("log").locator(".message").first
         expect(first.locator(".author")).to_have_text("alice")
         expect(first.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-"))
         expect(first.locator("time")).to_have_text(re.compile(r"\d"))
@@ -207,12 +207,15 @@ def test_scrolling_up_loads_older_messages(live, new_page, make_user):
     expect(bodies(page)).to_have_count(50)
     expect(bodies(page).last).to_have_text("old 120")
     expect(bodies(page).last).to_be_in_viewport()  # opened at the bottom
+    start = page.get_by_text("This is the start of Archive.")
+    expect(start).to_be_hidden()  # older messages exist
     for shown in (100, 120):
         log.hover()
         page.mouse.wheel(0, -100_000)
         expect(bodies(page)).to_have_count(shown)
     expect(bodies(page)).to_have_text([f"old {n}" for n in range(1, 121)])
     expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
+    expect(start).to_be_visible()  # scroll-back reached the first message
 
 
 # ------------------------------------------------------------------ scripted socket
@@ -317,7 +320,7 @@ def test_refusals_rate_limit_mute_and_lost_access(scripted):
 
     def limited_once(frame):
         if len(room.sends()) == 1:
-            room.push("error", code="rate_limited", detail="Too many messages.", retry_after=0.3)
+            room.push("error", code="rate_limited", detail="Too many messages.", retry_after=1.0)
         else:
             room.push("ack", client_id=frame["client_id"], id=1001, seq=1)
 
@@ -325,6 +328,7 @@ def test_refusals_rate_limit_mute_and_lost_access(scripted):
     send(page, "patience")
     expect(page.locator("#composer-error")).to_have_text("Too many messages.")
     expect(page.get_by_role("log").locator(".pending")).to_have_count(0)  # retried, acked
+    expect(page.locator("#composer-error")).to_have_text("")  # and the error went with it
     first, retry = room.sends()
     assert first["client_id"] == retry["client_id"] and retry["body"] == "patience"
 
