@@ -111,10 +111,34 @@ async def presence_problems(sockets: Sockets, timeout: float = TIMEOUT) -> list[
     return problems
 
 
+async def typing_problems(sockets: Sockets, timeout: float) -> list[str]:
+    for p in sockets.placed:
+        await p.client.send(type="typing")
+
+    async def hears_everyone(p: Placed) -> str | None:
+        others = {q.client.name for q in sockets.placed if q is not p}
+
+        def heard():
+            return others <= {f["user"] for f in p.client.frames if f["type"] == "typing"}
+
+        return await waited(p.client, heard, f"typing from {sorted(others)}", timeout)
+
+    found = await asyncio.gather(*(hears_everyone(p) for p in sockets.placed))
+    return [
+        f"fan-out (typing) to {p.client.label} on {p.replica[:12]}: {f}"
+        for p, f in zip(sockets.placed, found, strict=True)
+        if f
+    ]
+
+
 async def fan_out_problems(sockets: Sockets, tag: str, timeout: float = TIMEOUT) -> list[str]:
-    """Every socket sends one message at once, then the first sends a last
-    one; every socket must get all of them exactly once, in seq order, and
-    all agree on the order."""
+    """Every room event reaches every socket on every replica. Typing notices
+    (only the channel layer carries them): each socket hears everyone else.
+    Messages: every socket sends one at once, then the first sends a last one;
+    every socket gets all of them exactly once, in seq order, and all agree
+    on the order. (A replica cut off from the channel layer may still get
+    stored messages late from the database; it never gets a typing notice.)"""
+    problems = await typing_problems(sockets, timeout)
     clients = [p.client for p in sockets.placed]
     start = max((c.hello["last_seq"] or 0) for c in clients)
     acks = await asyncio.gather(
@@ -122,7 +146,6 @@ async def fan_out_problems(sockets: Sockets, tag: str, timeout: float = TIMEOUT)
     )
     last = await clients[0].send_message(f"{tag} last", f"{tag}-last")
     expected = list(range(start + 1, last["seq"] + 1))
-    problems = []
     if sorted(a["seq"] for a in [*acks, last]) != expected:
         problems.append(f"acks name seqs {sorted(a['seq'] for a in acks)}, expected {expected}")
 
