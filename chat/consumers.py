@@ -32,6 +32,11 @@ _CONN_PREFIX = secrets.token_hex(4)
 _conn_numbers = itertools.count(1)
 # Seconds a client waits before its next `history` request when one was in flight.
 HISTORY_RETRY = 0.5
+# Seconds a client is told to wait (close 1013 reason, `unavailable` errors):
+# after something failed (the database, Redis), and when the worker is busy
+# opening sockets (the page adds jitter to both).
+RETRY_LATER = 2
+RETRY_BUSY = 1
 logger = logging.getLogger(__name__)
 
 
@@ -115,7 +120,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
     def _too_far_behind(self) -> None:
         """More than CHAT_MAX_QUEUED_BYTES wait for a client that does not
         read: close it (it resumes with `after`) rather than hold more."""
-        self.close(Close.TOO_FAR_BEHIND)
+        if not self.closed:
+            self.closed = True
+            self._leave()
+            self.writer.close_behind(Close.TOO_FAR_BEHIND)
 
     # ------------------------------------------------------------ opening
 
@@ -124,6 +132,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # only on a socket that was opened.
         await self.accept()
         self.conn_id = f"{_CONN_PREFIX}.{next(_conn_numbers)}"
+        try:
+            self.worker_hub = await hub.get_hub(self.channel_layer_alias)
+        except Exception:
+            logger.exception("the channel layer is unavailable; socket refused for now")
+            return self.close(Close.TRY_AGAIN_LATER, f"retry_after={RETRY_LATER}")
+        if self.worker_hub.draining:
+            return self.close(Close.SERVICE_RESTART)
+        if not self.worker_hub.admit():  # too many sockets opening at once: come back soon
+            return self.close(Close.TRY_AGAIN_LATER, f"retry_after={RETRY_BUSY}")
+        try:
+            await self._open()
+        except Exception:  # the database or Redis failed us: a documented code, not 1011
+            logger.exception("socket %s could not open", self.conn_id)
+            self.close(Close.TRY_AGAIN_LATER, f"retry_after={RETRY_LATER}")
+        finally:
+            self.worker_hub.admitted()
+
+    async def _open(self):
         slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
             access = await database_sync_to_async(self._authorize)(slug)
@@ -132,7 +158,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if access is None:
             return self.close(Close.SESSION_ENDED)
         self.user, self.room = access.user, access.room
-        self.worker_hub = await hub.get_hub(self.channel_layer_alias)
         if not await self._count_socket():
             return self.close(Close.TOO_MANY_SOCKETS)
         self.expires_at = self._expiry()
@@ -156,6 +181,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.writer.write(entry.history)
         if after_error:
             self.writer.write(wire.error_frame(after_error.code, after_error.detail))
+        if self.worker_hub.fanout_degraded:
+            self.writer.write(wire.FANOUT_DEGRADED)
         held, self.held = self.held, None
         for text, data in held:
             self.writer.write(text, data)
@@ -205,6 +232,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return self._error("bad_request", "binary frames are not accepted; send JSON text")
         if isinstance(frame, FrameError):
             return self._error(frame.code, frame.detail)
+        try:
+            await self._act_on(frame)
+        except Exception:  # the database or Redis failed us: the socket stays
+            logger.exception("socket %s: %s failed", self.conn_id, type(frame).__name__)
+            self._error(
+                "unavailable",
+                "The server cannot do that right now; try again shortly.",
+                retry_after=RETRY_LATER,
+            )
+
+    async def _act_on(self, frame) -> None:
         if isinstance(frame, SendMessage):
             await self._send_message(frame)
         elif isinstance(frame, Typing):
@@ -254,6 +292,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _history_from_database(self, frame: HistoryRequest):
         try:
             self.write(await self.seat.history_from_database(frame.before, frame.limit))
+        except Exception:
+            logger.exception("socket %s: history read failed", self.conn_id)
+            self._error(
+                "unavailable", "Older messages cannot be read right now.", retry_after=RETRY_LATER
+            )
         finally:
             self.history_busy = False
 

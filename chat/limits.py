@@ -13,14 +13,18 @@ worker that died stop counting within CHAT_PRESENCE_TTL seconds.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
 
+import redis
 from django.conf import settings
 
 from . import redis as redis_clients
 from .services.errors import RateLimited
+
+logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- budgets
 
@@ -62,16 +66,21 @@ def _count_in_memory(key: str) -> int:
 
 async def spend(*, kind: str, user_id: int) -> None:
     """Count one `kind` (message or frame) for the user; RateLimited, with
-    retry_after, when the window's budget is spent."""
+    retry_after, when the window's budget is spent. While Redis is away the
+    budgets are not counted (chat stays up; the outage is logged)."""
     window = _window(kind, user_id)
     if window is None:
         return
     key, count, seconds, retry_after = window
     if settings.REDIS_URL:
-        async with redis_clients.async_client(settings.REDIS_URL).pipeline(
-            transaction=False
-        ) as pipe:
-            used, _ = await pipe.incr(key).expire(key, seconds + 1).execute()
+        try:
+            async with redis_clients.async_client(settings.REDIS_URL).pipeline(
+                transaction=False
+            ) as pipe:
+                used, _ = await pipe.incr(key).expire(key, seconds + 1).execute()
+        except redis.RedisError:
+            logger.warning("budget %s not counted: Redis unavailable", kind)
+            return
     else:
         used = _count_in_memory(key)
     if used > count:
@@ -85,8 +94,12 @@ def spend_sync(*, kind: str, user_id: int) -> None:
         return
     key, count, seconds, retry_after = window
     if settings.REDIS_URL:
-        pipe = redis_clients.sync_client(settings.REDIS_URL).pipeline(transaction=False)
-        used, _ = pipe.incr(key).expire(key, seconds + 1).execute()
+        try:
+            pipe = redis_clients.sync_client(settings.REDIS_URL).pipeline(transaction=False)
+            used, _ = pipe.incr(key).expire(key, seconds + 1).execute()
+        except redis.RedisError:
+            logger.warning("budget %s not counted: Redis unavailable", kind)
+            return
     else:
         used = _count_in_memory(key)
     if used > count:

@@ -187,6 +187,8 @@ if REDIS_URL:
             "BACKEND": "chat.cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CHAT_REDIS_PREFIX,
+            # A stalled Redis fails a cache call in a second instead of hanging it.
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
         }
     }
 else:
@@ -195,7 +197,7 @@ else:
 
 # Sessions are read through the cache (Redis when configured): a socket's
 # connect costs no session query. Logout and password changes still end them.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_ENGINE = "chat.sessions"
 
 # Chat limits (the contract's environment table).
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "20/10"))
@@ -206,6 +208,14 @@ CHAT_FRAME_RATE = parse_rate_limit(os.environ.get("CHAT_FRAME_RATE", "200/10"), 
 # Open sockets per user across workers (tabs, devices, bots); one more is
 # closed with 4429. Load tools sharing a few accounts need it high.
 CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 250)
+# Sockets opening at once on one worker (between handshake and hello); more
+# are closed with 1013 and a retry hint, so that a reconnect storm is served
+# in turn instead of every handshake timing out together.
+CHAT_MAX_OPENING = env_int("CHAT_MAX_OPENING", 100)
+# A worker that receives messages this many seconds late (its CPU cannot keep
+# up) sheds load: typing notices are dropped from a quarter of it, and from
+# it messages are caught up from the database a room at a time.
+CHAT_SHED_LAG = float(os.environ.get("CHAT_SHED_LAG", "2"))
 # Seconds after which a socket is asked to reconnect (4000), so that its
 # session and room access are checked again; each socket gets up to a tenth
 # less, so that sockets opened together do not all come back together.

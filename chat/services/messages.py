@@ -115,8 +115,12 @@ async def post_message(*, room: Room, author, body: str, client_id: str | None) 
 
 
 async def notify_typing(*, room: Room, user, conn_id: str) -> None:
-    """Everyone else in the room sees that `user` is typing (not the socket `conn_id`)."""
-    await events.send(
-        events.room_group(room.pk),
-        events.room_frame(room.pk, wire.frame("typing", user=user.username), skip=conn_id),
+    """Everyone else in the room sees that `user` is typing (not the socket
+    `conn_id`). A notice that cannot be sent is dropped: the next one comes."""
+    event = events.room_frame(
+        room.pk, wire.frame("typing", user=user.username), skip=conn_id, sheddable=True
     )
+    try:
+        await events.send(events.room_group(room.pk), event)
+    except Exception:
+        logger.warning("typing notice in room %s dropped: channel layer unavailable", room.pk)

@@ -16,6 +16,7 @@ const READ_EVERY_MS = 500;
 // because the outbox sends one message at a time.
 const SEND_ERRORS = new Set([
   "rate_limited",
+  "unavailable", // the server could not store it just now: it goes again
   "muted",
   "locked",
   "too_long",
@@ -83,6 +84,7 @@ let opened = false; // the first history ever arrived (the placeholder is gone)
 let hasMore = false; // older messages exist before the oldest shown
 let loadingOlder = false;
 let lastTypingSent = 0;
+let fanoutDegraded = false; // the server said messages from others may be late
 
 // The read position: every message up to readSeq has been seen, on this
 // device or another (the server keeps it per user and room).
@@ -120,6 +122,7 @@ function handle(frame) {
     case "hello":
       ready = false;
       loadingOlder = false;
+      fanoutDegraded = false; // a `status` frame follows hello if it still is
       inFlight = null;
       online.set(frame.online);
       break;
@@ -162,6 +165,12 @@ function handle(frame) {
       break;
     case "error":
       failed(frame);
+      break;
+    case "status":
+      // Messages from other workers are delayed (the server's Redis is
+      // away; they still come, from the database, every few seconds).
+      fanoutDegraded = frame.fanout === "degraded";
+      showState(connection.state);
       break;
   }
 }
@@ -258,9 +267,10 @@ function failed({ code, detail, retry_after: retryAfter }) {
   if (!SEND_ERRORS.has(code) || inFlight === null) return;
   const clientId = inFlight;
   inFlight = null;
-  if (code === "rate_limited") {
-    // The same message goes again when the window has passed; the ones
-    // queued behind it wait their turn.
+  if (code === "rate_limited" || code === "unavailable") {
+    // The same message goes again when the window has passed (or the
+    // server has recovered: its client_id keeps it from being stored
+    // twice); the ones queued behind it wait their turn.
     rateLimited = true;
     retryTimer = setTimeout(() => {
       retryTimer = null;
@@ -357,7 +367,8 @@ function showState(state, seconds) {
   status.dataset.state = state;
   onlineBox.classList.toggle("stale", state !== "connected");
   if (state === "connecting") status.textContent = "Connecting…";
-  else if (state === "connected") status.textContent = "Connected";
+  else if (state === "connected")
+    status.textContent = fanoutDegraded ? "Connected — messages may arrive late" : "Connected";
   else if (state === "waiting") status.textContent = `Reconnecting in ${seconds}s…`;
   else if (state === "offline") status.textContent = "Offline: waiting for the network";
   else if (state === "ended") {
