@@ -15,6 +15,7 @@ from tests.cluster.clients import ChatClient, Member
 from .stack import Replicas
 
 TIMEOUT = 10  # seconds for any one expected frame
+TYPING_EVERY = 1.6  # seconds: just over the server's CHAT_TYPING_INTERVAL (1.5)
 
 
 @dataclass
@@ -112,8 +113,18 @@ async def presence_problems(sockets: Sockets, timeout: float = TIMEOUT) -> list[
 
 
 async def typing_problems(sockets: Sockets, timeout: float) -> list[str]:
-    for p in sockets.placed:
-        await p.client.send(type="typing")
+    """Everyone types until every socket has heard every other one. Like a
+    person's page, each socket says so again every TYPING_EVERY seconds: a
+    worker running late may shed a typing notice, a cut-off one hears none."""
+    heard_all = asyncio.Event()
+
+    async def keep_typing():
+        while not heard_all.is_set():
+            for p in sockets.placed:
+                with contextlib.suppress(Exception):
+                    await p.client.send(type="typing")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(heard_all.wait(), TYPING_EVERY)
 
     async def hears_everyone(p: Placed) -> str | None:
         others = {q.client.name for q in sockets.placed if q is not p}
@@ -123,7 +134,12 @@ async def typing_problems(sockets: Sockets, timeout: float) -> list[str]:
 
         return await waited(p.client, heard, f"typing from {sorted(others)}", timeout)
 
-    found = await asyncio.gather(*(hears_everyone(p) for p in sockets.placed))
+    typing = asyncio.create_task(keep_typing())
+    try:
+        found = await asyncio.gather(*(hears_everyone(p) for p in sockets.placed))
+    finally:
+        heard_all.set()
+        await typing
     return [
         f"fan-out (typing) to {p.client.label} on {p.replica[:12]}: {f}"
         for p, f in zip(sockets.placed, found, strict=True)
