@@ -138,6 +138,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "chat",
+    "deploy",
 ]
 
 MIDDLEWARE = [
