@@ -9,6 +9,7 @@ every local socket; the consumer itself has no channel on the channel layer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import random
@@ -20,6 +21,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from . import hub, limits, selectors, services, sockets, wire
 from .events import Close
@@ -41,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
+    slug: str  # the route's (chat.routing)
+    session_key: str | None  # from the session cookie (chat.routing)
     seat: hub.Seat | None = None
     user = None
     room = None
@@ -91,10 +95,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
     @property
     def username(self) -> str:
         return self.user.username
-
-    @property
-    def session_key(self) -> str | None:
-        return self.scope["session"].session_key
 
     def write(self, text: str, data: bytes | None = None) -> None:
         if self.held is not None:
@@ -150,9 +150,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.worker_hub.admitted()
 
     async def _open(self):
-        slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
-            access = await database_sync_to_async(self._authorize)(slug)
+            access = await database_sync_to_async(self._authorize)(self.slug)
         except selectors.RoomNotFound:
             return self.close(Close.NO_ACCESS)
         if access is None:
@@ -170,6 +169,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.held = []
         self.seat = self.worker_hub.seat(self, self.room)
         entry = await self.seat.enter(after)
+        self.room = self.seat.room_hub.room  # one Room per room in the worker, not per socket
         self.writer.write(
             wire.hello_frame(
                 username=self.user.username,
@@ -207,7 +207,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """User and room access in one trip to the database thread (and one
         query); None when not logged in; RoomNotFound when the room is not
         for this user. A public room's visitor becomes a member."""
-        access = selectors.socket_access(session=self.scope["session"], slug=slug)
+        session = _session_store(self.session_key)
+        access = selectors.socket_access(session=session, slug=slug)
         if access is not None and not access.is_member:
             services.join_room(room=access.room, user=access.user)
         return access
@@ -328,6 +329,17 @@ class NoRouteConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         await self.accept()
         await AsyncWebsocketConsumer.close(self, code=Close.NO_ROUTE)
+
+
+@functools.cache
+def _session_store_class():
+    return import_string(settings.SESSION_ENGINE).SessionStore
+
+
+def _session_store(session_key: str | None):
+    """The session (not loaded yet): built where it is read, in the database
+    thread, and not kept by the socket."""
+    return _session_store_class()(session_key)
 
 
 def _too_large(raw) -> bool:

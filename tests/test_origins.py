@@ -88,12 +88,17 @@ def test_parse_origin():
     assert parse_origin("ftp://example.com") is None
 
 
-def test_the_check_runs_in_front_of_the_consumer(settings):
-    from chat.routing import websocket_application
-    from chatsite.asgi import application  # noqa: F401  (the real stack imports)
+async def test_the_check_runs_in_front_of_the_consumer(settings):
+    """A foreign origin is refused before any consumer runs (HTTP 403)."""
+    from channels.testing import WebsocketCommunicator
 
-    app = websocket_application()
-    assert type(app).__name__ == "OriginValidator"
+    from chatsite.asgi import application
+
+    comm = WebsocketCommunicator(
+        application, "/ws/rooms/anything/", headers=[(b"origin", b"http://evil.example")]
+    )
+    connected, code = await comm.connect()
+    assert not connected  # a close before accept: Daphne answers it with HTTP 403
 
 
 # ---------------------------------------------------------------- real Daphne
