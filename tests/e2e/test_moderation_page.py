@@ -79,7 +79,11 @@ def test_owner_removes_a_message_for_everyone(lobby):
 
     expect(notice(alice)).to_have_text("Message removed")
     for page in (alice, bob):
+        # The line stays, as a placeholder saying what happened.
         expect(bodies(page)).to_have_text(["keep this"])
+        removed = page.get_by_role("log").locator(".message.removed")
+        expect(removed).to_have_text(re.compile(r"bob.*Message removed by a moderator$"))
+        expect(removed.get_by_role("button")).to_have_count(0)
     spam.refresh_from_db()
     assert spam.deleted_at is not None
     assert spam.deleted_by.username == "alice"
@@ -180,6 +184,7 @@ def test_removal_in_the_admin_reaches_open_pages(lobby, live, new_page, make_use
 
     for page in (alice, bob):
         expect(bodies(page)).to_have_text(["hello all"])
+        expect(page.locator(".removed-note")).to_have_text(["Message removed by a moderator"])
     awful.refresh_from_db()
     assert awful.deleted_at is not None and awful.deleted_by.username == "root"
     log = ModerationLog.objects.get()
