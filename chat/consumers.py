@@ -8,7 +8,10 @@ every local socket; the consumer itself has no channel on the channel layer.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
+import random
 import secrets
 import time
 from urllib.parse import parse_qs
@@ -18,7 +21,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import hub, selectors, services, sockets, wire
+from . import hub, limits, selectors, services, sockets, wire
 from .events import Close
 from .frames import FrameError, HistoryRequest, Ping, Read, SendMessage, Typing, parse_after
 from .frames import parse_client_frame as parse_frame
@@ -27,6 +30,14 @@ from .frames import parse_client_frame as parse_frame
 # the socket that caused them): a per-process prefix and a counter.
 _CONN_PREFIX = secrets.token_hex(4)
 _conn_numbers = itertools.count(1)
+# Seconds a client waits before its next `history` request when one was in flight.
+HISTORY_RETRY = 0.5
+# Seconds a client is told to wait (close 1013 reason, `unavailable` errors):
+# after something failed (the database, Redis), and when the worker is busy
+# opening sockets (the page adds jitter to both).
+RETRY_LATER = 2
+RETRY_BUSY = 1
+logger = logging.getLogger(__name__)
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -36,6 +47,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     closed = False
     held: list | None = None  # frames from the hub while hello and history are on their way
     last_typing = 0.0
+    counted = False  # in the user's open sockets (limits.sockets)
+    history_busy = False
+    expires_at = float("inf")  # loop time at which the hub asks it to reconnect
 
     def __init__(self, *, channel_layer_alias: str | None = None):
         # Channels' consumers ignore as_asgi's keyword arguments: honour the
@@ -96,13 +110,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.writer.close(code, reason)
 
     def _leave(self) -> None:
+        """Undo what opening did, once (it runs from every way out)."""
         if self.seat is not None:
             self.seat.leave()
+        if self.counted:
+            self.counted = False
+            self.worker_hub.spawn(limits.sockets.close(self.user.pk, self.conn_id))
 
     def _too_far_behind(self) -> None:
         """More than CHAT_MAX_QUEUED_BYTES wait for a client that does not
         read: close it (it resumes with `after`) rather than hold more."""
-        self.close(Close.TOO_FAR_BEHIND)
+        if not self.closed:
+            self.closed = True
+            self._leave()
+            self.writer.close_behind(Close.TOO_FAR_BEHIND)
 
     # ------------------------------------------------------------ opening
 
@@ -111,6 +132,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # only on a socket that was opened.
         await self.accept()
         self.conn_id = f"{_CONN_PREFIX}.{next(_conn_numbers)}"
+        try:
+            self.worker_hub = await hub.get_hub(self.channel_layer_alias)
+        except Exception:
+            logger.exception("the channel layer is unavailable; socket refused for now")
+            return self.close(Close.TRY_AGAIN_LATER, f"retry_after={RETRY_LATER}")
+        if self.worker_hub.draining:
+            return self.close(Close.SERVICE_RESTART)
+        if not self.worker_hub.admit():  # too many sockets opening at once: come back soon
+            return self.close(Close.TRY_AGAIN_LATER, f"retry_after={RETRY_BUSY}")
+        try:
+            await self._open()
+        except Exception:  # the database or Redis failed us: a documented code, not 1011
+            logger.exception("socket %s could not open", self.conn_id)
+            self.close(Close.TRY_AGAIN_LATER, f"retry_after={RETRY_LATER}")
+        finally:
+            self.worker_hub.admitted()
+
+    async def _open(self):
         slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
             access = await database_sync_to_async(self._authorize)(slug)
@@ -119,15 +158,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if access is None:
             return self.close(Close.SESSION_ENDED)
         self.user, self.room = access.user, access.room
+        if not await self._count_socket():
+            return self.close(Close.TOO_MANY_SOCKETS)
+        self.expires_at = self._expiry()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         after_error = None
         try:
             after = parse_after(query.get("after", [None])[-1])
         except FrameError as error:
             after, after_error = None, error
-        worker_hub = await hub.get_hub(self.channel_layer_alias)
         self.held = []
-        self.seat = worker_hub.seat(self, self.room)
+        self.seat = self.worker_hub.seat(self, self.room)
         entry = await self.seat.enter(after)
         self.writer.write(
             wire.hello_frame(
@@ -140,9 +181,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.writer.write(entry.history)
         if after_error:
             self.writer.write(wire.error_frame(after_error.code, after_error.detail))
+        if self.worker_hub.fanout_degraded:
+            self.writer.write(wire.FANOUT_DEGRADED)
         held, self.held = self.held, None
         for text, data in held:
             self.writer.write(text, data)
+
+    async def _count_socket(self) -> bool:
+        """Count this socket against the user's CHAT_MAX_SOCKETS_PER_USER;
+        False at the cap. Without Redis answering, the socket is let in."""
+        try:
+            self.counted = await limits.sockets.open(self.user.pk, self.conn_id)
+        except Exception:
+            logger.warning("socket count unavailable; letting %s in", self.conn_id, exc_info=True)
+            return True
+        return self.counted
+
+    @staticmethod
+    def _expiry() -> float:
+        """When the socket is asked to reconnect (and be checked again)."""
+        age = settings.CHAT_MAX_SOCKET_AGE * (1 - random.random() / 10)
+        return asyncio.get_running_loop().time() + age
 
     def _authorize(self, slug: str) -> selectors.SocketAccess | None:
         """User and room access in one trip to the database thread (and one
@@ -161,12 +220,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
         raw = text_data if text_data is not None else bytes_data
         if _too_large(raw):
             return self.close(Close.FRAME_TOO_LARGE)
-        if text_data is None:
-            return self._error("bad_request", "binary frames are not accepted; send JSON text")
         try:
-            frame = parse_frame(text_data)
+            frame = parse_frame(text_data) if text_data is not None else None
         except FrameError as error:
-            return self._error(error.code, error.detail)
+            frame = error
+        # Every frame but a message counts against the user's frame budget
+        # (a message against the message rate limit, in post_message).
+        if not isinstance(frame, SendMessage) and not await self._spend_frame_budget():
+            return
+        if frame is None:
+            return self._error("bad_request", "binary frames are not accepted; send JSON text")
+        if isinstance(frame, FrameError):
+            return self._error(frame.code, frame.detail)
+        try:
+            await self._act_on(frame)
+        except Exception:  # the database or Redis failed us: the socket stays
+            logger.exception("socket %s: %s failed", self.conn_id, type(frame).__name__)
+            self._error(
+                "unavailable",
+                "The server cannot do that right now; try again shortly.",
+                retry_after=RETRY_LATER,
+            )
+
+    async def _act_on(self, frame) -> None:
         if isinstance(frame, SendMessage):
             await self._send_message(frame)
         elif isinstance(frame, Typing):
@@ -199,7 +275,40 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await services.notify_typing(room=self.room, user=self.user, conn_id=self.conn_id)
 
     async def _history(self, frame: HistoryRequest):
-        self.write(await self.seat.history(frame.before, frame.limit))
+        """Answered from the hub's memory at once, or read from the database
+        beside the socket's other frames (a page of an old archive does not
+        hold up a send); one at a time, so a client that never reads cannot
+        pile them up."""
+        page = self.seat.history_from_memory(frame.before, frame.limit)
+        if page is not None:
+            return self.write(page)
+        if self.history_busy:
+            return self._error(
+                "rate_limited", "One history request at a time.", retry_after=HISTORY_RETRY
+            )
+        self.history_busy = True
+        self.worker_hub.spawn(self._history_from_database(frame))
+
+    async def _history_from_database(self, frame: HistoryRequest):
+        try:
+            self.write(await self.seat.history_from_database(frame.before, frame.limit))
+        except Exception:
+            logger.exception("socket %s: history read failed", self.conn_id)
+            self._error(
+                "unavailable", "Older messages cannot be read right now.", retry_after=RETRY_LATER
+            )
+        finally:
+            self.history_busy = False
+
+    async def _spend_frame_budget(self) -> bool:
+        try:
+            await limits.spend(kind="frame", user_id=self.user.pk)
+        except services.RateLimited as error:
+            self._error(error.code, error.detail, **error.fields)
+            return False
+        except Exception:  # the budget's store is away: let the frame through
+            logger.warning("frame budget unavailable", exc_info=True)
+        return True
 
     async def _read(self, frame: Read):
         """The reader has seen up to frame.seq: store it; the user's other
@@ -210,6 +319,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def _error(self, code: str, detail: str, **fields):
         self.write(wire.error_frame(code, detail, **fields))
+
+
+class NoRouteConsumer(AsyncWebsocketConsumer):
+    """A WebSocket to a path that has no endpoint: accepted, then closed with
+    4404 (a refused handshake would not tell the client why)."""
+
+    async def connect(self):
+        await self.accept()
+        await AsyncWebsocketConsumer.close(self, code=Close.NO_ROUTE)
 
 
 def _too_large(raw) -> bool:

@@ -8,6 +8,8 @@ whose `type` names the hub's handler; room events carry the room's id.
 
 from __future__ import annotations
 
+import time
+
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
@@ -23,8 +25,12 @@ class Close:
     SESSION_ENDED = 4401  # not logged in, or the session ended
     NO_ACCESS = 4403  # no such room, not a member, banned
     FRAME_TOO_LARGE = 4009  # a client frame over the limit
+    RECONNECT = 4000  # reconnect now: access is checked again (age, password, privacy)
     TOO_FAR_BEHIND = 4008  # the client stopped reading: too much queued for it
+    NO_ROUTE = 4404  # no WebSocket endpoint at that path
+    TOO_MANY_SOCKETS = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER open already
     SERVICE_RESTART = 1012  # the worker is restarting: reconnect at once
+    TRY_AGAIN_LATER = 1013  # the worker is busy, or cannot open the socket now
 
 
 def room_group(room_id: int) -> str:
@@ -36,17 +42,29 @@ def room_group(room_id: int) -> str:
 
 
 def room_message(room_id: int, seq: int, text: str) -> dict:
-    """A stored message (`text`: its JSON object), delivered in seq order."""
-    return {"type": "room.message", "room": room_id, "seq": seq, "text": text}
+    """A stored message (`text`: its JSON object), delivered in seq order.
+    `at`: when it was sent, so that a worker can tell how far behind it is."""
+    return {"type": "room.message", "room": room_id, "seq": seq, "text": text, "at": time.time()}
 
 
 def room_frame(
-    room_id: int, text: str, skip: str | None = None, user_id: int | None = None
+    room_id: int,
+    text: str,
+    skip: str | None = None,
+    user_id: int | None = None,
+    sheddable: bool = False,
 ) -> dict:
     """A frame every socket in the room gets as it is (typing, join, leave),
     but the one whose connection id is `skip`; with `user_id`, only that
-    user's sockets (their read position moved on another one)."""
-    return {"type": "room.frame", "room": room_id, "text": text, "skip": skip, "user_id": user_id}
+    user's sockets (their read position moved on another one). A worker that
+    is behind drops a `sheddable` one (typing) rather than send it late."""
+    event = {"type": "room.frame", "room": room_id, "text": text, "skip": skip}
+    if user_id is not None:
+        event["user_id"] = user_id
+    if sheddable:
+        event["shed"] = True
+        event["at"] = time.time()
+    return event
 
 
 def room_presence(room_id: int, kind: str, username: str, skip: str | None = None) -> dict:

@@ -115,7 +115,7 @@ def _parse_send(data: dict) -> SendMessage:
 
 def _parse_history(data: dict) -> HistoryRequest:
     before = data.get("before")
-    if before is not None and not (_is_int(before) and before >= 0):
+    if before is not None and not (_is_int(before) and 0 <= before <= MAX_SEQ):
         raise bad("history 'before' must be a seq (a whole number, 0 or more)")
     limit = data.get("limit", settings.CHAT_HISTORY_PAGE)
     if not (_is_int(limit) and 1 <= limit <= settings.CHAT_HISTORY_MAX):
@@ -134,6 +134,9 @@ def parse_after(raw: str | None) -> int | None:
     """The `after` query parameter of the WebSocket URL."""
     if raw is None or raw == "":
         return None
-    if not raw.isascii() or not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_SEQ)):
         raise bad("'after' must be a seq (a whole number, 0 or more)")
-    return int(raw)
+    after = int(raw)
+    if after > MAX_SEQ:
+        raise bad("'after' must be a seq (a whole number, 0 or more)")
+    return after

@@ -36,17 +36,27 @@ import logging
 import os
 import secrets
 import socket
+import time
 from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import events, selectors, services, wire
+from . import events, limits, selectors, services, shutdown, wire
+from . import redis as redis_clients
 from .models import Room
 
 logger = logging.getLogger(__name__)
+
+# Seconds between checks that Redis answers (fan-out status frames).
+REDIS_PROBE_INTERVAL = 1.0
+# Seconds a draining worker waits for presence to be closed before exiting.
+DRAIN_TIMEOUT = 3.0
+# The batch window (seconds) of a worker that receives messages late.
+BEHIND_BATCH_WINDOW = 0.25
 
 
 class Listener(Protocol):
@@ -56,6 +66,7 @@ class Listener(Protocol):
     user_id: int
     username: str
     session_key: str | None
+    expires_at: float  # loop time after which it is asked to reconnect
 
     def write(self, text: str, data: bytes | None = None) -> None:
         """Send a frame (`data`: its WebSocket bytes, when built already)."""
@@ -98,6 +109,7 @@ class RoomHub:
         self.gap_timer: asyncio.TimerHandle | None = None
         self.filling = False
         self.behind: int | None = None  # last_seq seen ahead of the cursor
+        self.catch_up_to = 0  # shedding: the highest seq to read from the database
         # Recent visible messages, ascending: every one with seq in (floor, cursor].
         self.seqs: list[int] = []
         self.texts: list[str] = []
@@ -350,7 +362,14 @@ class RoomHub:
                 if seq > self.cursor:
                     self.pending.setdefault(seq, text)
             self._release_through(upto)
+        if self.catch_up_to > self.cursor:  # more arrived late while reading
+            self.fill(upto=self.catch_up_to)
         self._watch_gap()
+
+    def catch_up(self, seq: int) -> None:
+        """Deliver everything up to `seq` from the database (see Hub._shed)."""
+        self.catch_up_to = max(self.catch_up_to, seq)
+        self.fill(upto=self.catch_up_to)
 
     def check_last_seq(self, last_seq: int) -> None:
         """The seq watch: a room behind the database twice in a row is filled
@@ -372,6 +391,8 @@ class RoomHub:
         loop = asyncio.get_running_loop()
         now = loop.time()
         window = settings.CHAT_BATCH_WINDOW
+        if self.hub.lag > settings.CHAT_SHED_LAG / 4:
+            window = max(window, BEHIND_BATCH_WINDOW)  # behind: fewer, larger frames
         if now - self.last_emit >= window:
             self.last_emit = now
             self._fanout(wire.message_frame(text))
@@ -435,14 +456,15 @@ class Seat:
             )
         return Entry(online=online, last_seq=last_seq, history=history)
 
-    async def history(self, before: int | None, limit: int) -> str:
-        text = self.room_hub.history_before(before, limit)
-        if text is None:
-            texts, has_more = await database_sync_to_async(selectors.message_texts_before)(
-                room=self.room_hub.room, before=before, limit=limit
-            )
-            text = wire.history_frame(texts, has_more)
-        return text
+    def history_from_memory(self, before: int | None, limit: int) -> str | None:
+        """The answer to a `history` request, if the room's memory holds it."""
+        return self.room_hub.history_before(before, limit)
+
+    async def history_from_database(self, before: int | None, limit: int) -> str:
+        texts, has_more = await database_sync_to_async(selectors.message_texts_before)(
+            room=self.room_hub.room, before=before, limit=limit
+        )
+        return wire.history_frame(texts, has_more)
 
     def leave(self) -> None:
         """Undo what entering did (idempotent, never awaits: it runs from
@@ -483,14 +505,22 @@ class Hub:
         self.channel: str | None = None
         self.tasks: set[asyncio.Task] = set()
         self.subscription_locks: dict[int, asyncio.Lock] = {}
+        self.opening = 0  # sockets between their handshake and their hello
+        self.draining = False  # shutting down: no socket opens any more
+        self.fanout_degraded = False  # the channel layer's Redis does not answer
+        self.lag = 0.0  # seconds the latest message event took to get here
         self.started = self.loop.create_task(self._start())
 
     async def _start(self) -> None:
         self.channel = await self.layer.new_channel("hub")
         await self.layer.group_add(events.CONTROL_GROUP, self.channel)
+        shutdown.install(self)
+        if settings.REDIS_URL:
+            self.spawn(self._watch_redis_forever())
         self.spawn(self._read_forever())
         self.spawn(self._heartbeat_forever())
         self.spawn(self._watch_seqs_forever())
+        self.spawn(self._expire_sockets_forever())
 
     def spawn(self, coroutine) -> asyncio.Task:
         """A task the hub owns: kept referenced until done, errors logged."""
@@ -536,6 +566,59 @@ class Hub:
             if room_id not in self.rooms:
                 await self.layer.group_discard(events.room_group(room_id), self.channel)
 
+    # -------------------------------------------------------- admission and faults
+
+    def admit(self) -> bool:
+        """Room for one more socket to open now? A reconnect storm is let in
+        CHAT_MAX_OPENING at a time; the rest are turned away at once and
+        cheaply (1013 with a retry hint) instead of all timing out together."""
+        if self.opening >= settings.CHAT_MAX_OPENING:
+            return False
+        self.opening += 1
+        return True
+
+    def admitted(self) -> None:
+        self.opening -= 1
+
+    def listeners(self) -> list[Listener]:
+        return [listener for room in self.rooms.values() for listener in room.listeners.values()]
+
+    def tell_everyone(self, text: str) -> None:
+        data = wire.websocket_text_frame(text)
+        for listener in self.listeners():
+            listener.write(text, data)
+
+    async def _watch_redis_forever(self) -> None:
+        """Tell local sockets when messages from other workers stop coming
+        (Redis away) and when they come again. Meanwhile the seq watch still
+        delivers what is stored, from the database."""
+        client = redis_clients.async_client(settings.REDIS_URL)
+        while True:
+            await asyncio.sleep(REDIS_PROBE_INTERVAL)
+            try:
+                await client.ping()
+            except Exception:
+                healthy = False
+            else:
+                healthy = True
+            if healthy == self.fanout_degraded:
+                self.fanout_degraded = not healthy
+                logger.warning("fan-out %s", "restored" if healthy else "degraded: Redis away")
+                self.tell_everyone(wire.FANOUT_OK if healthy else wire.FANOUT_DEGRADED)
+
+    async def drain(self) -> None:
+        """Shut down gently: no new sockets, every socket told to reconnect
+        elsewhere at once (1012), this worker's presence entries closed (so
+        `leave` goes out now, not when they expire)."""
+        self.draining = True
+        for listener in self.listeners():
+            self.close_listener(listener, events.Close.SERVICE_RESTART)
+        pending = [t for t in self.tasks if t is not asyncio.current_task()]
+        background = ("_read_forever", "_heartbeat_forever", "_watch")
+        pending = [t for t in pending if not t.get_coro().__name__.startswith(background)]
+        if pending:
+            await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
+
     def close_listener(self, listener: Listener, code: int) -> None:
         for room_hub in self.rooms.values():
             if room_hub.listeners.get(listener.conn_id) is listener:
@@ -567,11 +650,29 @@ class Hub:
         room_hub = self.rooms.get(event.get("room"))
         if room_hub is None:
             return  # a room this worker has left
+        if "at" in event and self._shed(room_hub, event):
+            return
         handler = _ROOM_HANDLERS.get(kind)
         if handler is None:
             logger.warning("hub: unknown event %r", kind)
             return
         handler(room_hub, event)
+
+    def _shed(self, room_hub: RoomHub, event: dict) -> bool:
+        """Load shedding, when events reach this worker late (its CPU cannot
+        keep up): typing notices are dropped first; then messages are no
+        longer handled one by one but caught up from the database, a room at
+        a time, in one query and one batched frame, so the backlog of events
+        drains at the cost of a dict lookup each and latency recovers while
+        the load lasts. True: the event is handled."""
+        lag = time.time() - event["at"]
+        if event["type"] == "room.message":
+            self.lag = lag
+            if lag > settings.CHAT_SHED_LAG and room_hub.loaded.done():
+                room_hub.catch_up(event["seq"])
+                return True
+            return False
+        return event.get("shed", False) and lag > settings.CHAT_SHED_LAG / 4
 
     def _close_matching(self, event: dict) -> None:
         user_id, session_key = event.get("user_id"), event.get("session_key")
@@ -595,14 +696,33 @@ class Hub:
 
     async def heartbeat(self) -> None:
         """Refresh this worker's presence entries, room by room, and sweep out
-        the expired entries of dead workers."""
+        the expired entries of dead workers; keep its sockets counted."""
+        sockets: dict[int, list[str]] = defaultdict(list)
         for room_hub in list(self.rooms.values()):
+            for listener in room_hub.listeners.values():
+                sockets[listener.user_id].append(listener.conn_id)
             online = await services.refresh_presence(
                 room_id=room_hub.room_id,
                 conn_id=self.worker_id,
                 usernames=room_hub.local_usernames(),
             )
             room_hub.online = set(online)
+        await limits.sockets.refresh(sockets)
+
+    async def _expire_sockets_forever(self) -> None:
+        interval = min(60.0, max(settings.CHAT_MAX_SOCKET_AGE / 20, 0.05))
+        while True:
+            await asyncio.sleep(interval)
+            self.expire_sockets()
+
+    def expire_sockets(self) -> None:
+        """Ask sockets past their maximum age to reconnect: their session and
+        room access are checked again on the way back in."""
+        now = self.loop.time()
+        for room_hub in list(self.rooms.values()):
+            for listener in list(room_hub.listeners.values()):
+                if listener.expires_at <= now:
+                    self.close_listener(listener, events.Close.RECONNECT)
 
     async def _watch_seqs_forever(self) -> None:
         while True:

@@ -14,12 +14,12 @@ and process memory (the single-process local run without REDIS_URL).
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
 from dataclasses import dataclass, field
 
 from django.conf import settings
+
+from . import redis as redis_clients
 
 
 @dataclass
@@ -102,18 +102,11 @@ def _decode(values) -> list[str]:
 class RedisPresence:
     def __init__(self, url: str, prefix: str, ttl: int):
         self.url, self.prefix, self.ttl = url, prefix, ttl
-        # redis.asyncio clients belong to one event loop (tests run several).
-        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _client(self):
-        import redis.asyncio
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = redis.asyncio.Redis.from_url(self.url)
-            self._clients[loop] = client
-            client.lua = {
+        client = redis_clients.async_client(self.url)
+        if not hasattr(client, "presence_lua"):
+            client.presence_lua = {
                 "open": client.register_script(_LUA_OPEN),
                 "close": client.register_script(_LUA_CLOSE),
                 "heartbeat": client.register_script(_LUA_HEARTBEAT),
@@ -132,7 +125,7 @@ class RedisPresence:
 
     async def open(self, room_id: int, username: str, conn_id: str) -> OpenResult:
         now, expiry, key_ttl = self._times()
-        lua = self._client().lua["open"]
+        lua = self._client().presence_lua["open"]
         joined, online, gone = await lua(
             keys=self._keys(room_id),
             args=[now, expiry, key_ttl, _member(username, conn_id), username],
@@ -140,7 +133,7 @@ class RedisPresence:
         return OpenResult(bool(joined), sorted(_decode(online)), _decode(gone))
 
     async def close(self, room_id: int, username: str, conn_id: str) -> bool:
-        lua = self._client().lua["close"]
+        lua = self._client().presence_lua["close"]
         return bool(
             await lua(keys=self._keys(room_id), args=[_member(username, conn_id), username])
         )
@@ -152,7 +145,7 @@ class RedisPresence:
         args: list = [now, expiry, key_ttl]
         for username in usernames:
             args += [_member(username, conn_id), username]
-        gone, back, online = await self._client().lua["heartbeat"](
+        gone, back, online = await self._client().presence_lua["heartbeat"](
             keys=self._keys(room_id), args=args
         )
         return SweepResult(_decode(gone), _decode(back), sorted(_decode(online)))

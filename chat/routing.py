@@ -2,17 +2,16 @@ from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import re_path
 
-from .consumers import RoomConsumer
+from .consumers import NoRouteConsumer, RoomConsumer
 from .middleware import SessionAuthMiddlewareStack
 
 
 def websocket_application(**consumer_kwargs):
     """The WebSocket side: the Origin must name an allowed host (or the
     handshake gets HTTP 403), then session authentication, then routing."""
-    return AllowedHostsOriginValidator(
-        SessionAuthMiddlewareStack(
-            URLRouter(
-                [re_path(r"^ws/rooms/(?P<slug>[^/]+)/$", RoomConsumer.as_asgi(**consumer_kwargs))]
-            )
-        )
-    )
+    routes = [
+        re_path(r"^ws/rooms/(?P<slug>[^/]+)/$", RoomConsumer.as_asgi(**consumer_kwargs)),
+        # Any other path: a documented close code, not an HTTP 500.
+        re_path(r"", NoRouteConsumer.as_asgi()),
+    ]
+    return AllowedHostsOriginValidator(SessionAuthMiddlewareStack(URLRouter(routes)))

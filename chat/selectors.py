@@ -163,7 +163,7 @@ def _session_hash_verified(session, user) -> bool:
         return True
     return any(
         constant_time_compare(session_hash, fallback)
-        for fallback in user._get_session_auth_fallback_hash()
+        for fallback in user.get_session_auth_fallback_hash()
     )
 
 

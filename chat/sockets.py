@@ -17,12 +17,22 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable
 
 from . import wire
 
 logger = logging.getLogger(__name__)
+
+
+# What the kernel may hold for one socket (it doubles this for its own
+# bookkeeping): with CHAT_MAX_QUEUED_BYTES in the process, the most a client
+# that stops reading costs. Chat traffic never needs more in flight.
+SEND_BUFFER = 128 * 1024
+# Seconds a socket closed for falling behind (4008) gets to read what was in
+# flight and the close frame before the connection is dropped.
+BEHIND_CLOSE_GRACE = 5.0
 
 
 class DaphneWriter:
@@ -32,6 +42,9 @@ class DaphneWriter:
         self.protocol = protocol
         self.max_queued = max_queued
         self.on_overflow = on_overflow
+        self.tail: bytes | None = None  # see close_behind
+        with contextlib.suppress(AttributeError, OSError):  # not a plain TCP socket
+            protocol.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
     @property
     def is_open(self) -> bool:
@@ -70,7 +83,7 @@ class DaphneWriter:
                 sent = 0
             if sent == len(data):
                 return
-            data = data[sent:]
+            data = self.tail = data[sent:]  # the rest of a frame the client has begun
         transport.write(data)
 
     def queued_bytes(self) -> int:
@@ -88,10 +101,21 @@ class DaphneWriter:
                 code=code, reasonUtf8=reason.encode("utf-8")[:123] or None, isReply=False
             )
 
-    def abort(self) -> None:
-        """Drop the connection now, discarding what is queued for it."""
-        with contextlib.suppress(Exception):
-            self.protocol.transport.abortConnection()
+    def close_behind(self, code: int) -> None:
+        """Close a client that fell too far behind: the frames not started
+        yet are dropped at once (their memory with them), the close frame
+        follows the one being written, and the client gets a few seconds to
+        read up to it. (Twisted keeps each write as it is in `_tempDataBuffer`
+        until it moves them to `dataBuffer`, so what stays ends on a frame
+        boundary.)"""
+        transport = self.protocol.transport
+        # Only the rest of a frame written in part straight to the socket
+        # (`_send`) must stay: the client has its first bytes.
+        kept = [chunk for chunk in transport._tempDataBuffer[:1] if chunk is self.tail]
+        transport._tempDataBuffer = kept
+        transport._tempDataLen = sum(map(len, kept))
+        self.protocol.closeHandshakeTimeout = BEHIND_CLOSE_GRACE
+        self.close(code)
 
 
 class AsgiWriter:
@@ -121,8 +145,9 @@ class AsgiWriter:
             self.closed = True
             self._put({"type": "websocket.close", "code": code})
 
-    def abort(self) -> None:
-        self.close(1000)
+    def close_behind(self, code: int) -> None:
+        self.queue.clear()
+        self.close(code)
 
     def _put(self, message: dict) -> None:
         self.queue.append(message)

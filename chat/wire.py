@@ -77,6 +77,9 @@ def error_frame(code: str, detail: str, **fields) -> str:
 
 
 PONG = frame("pong")
+# Whether messages reach this worker from the others (the channel layer).
+FANOUT_DEGRADED = frame("status", fanout="degraded")
+FANOUT_OK = frame("status", fanout="ok")
 
 
 def websocket_text_frame(text: str) -> bytes:

@@ -34,15 +34,15 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
 
 
-def parse_rate_limit(value: str) -> tuple[int, int] | None:
-    """`<messages>/<seconds>` -> (messages, seconds); `off` -> None."""
+def parse_rate_limit(value: str, name: str = "CHAT_RATE_LIMIT") -> tuple[int, int] | None:
+    """`<count>/<seconds>` -> (count, seconds); `off` -> None."""
     value = value.strip().lower()
     if value in ("off", "0", "none"):
         return None
     match = re.fullmatch(r"(\d+)\s*/\s*(\d+)", value)
     if not match or int(match[1]) < 1 or int(match[2]) < 1:
         raise ImproperlyConfigured(
-            f"CHAT_RATE_LIMIT must look like 20/10 (messages/seconds) or 'off', not {value!r}"
+            f"{name} must look like 20/10 (count/seconds) or 'off', not {value!r}"
         )
     return int(match[1]), int(match[2])
 
@@ -186,6 +186,8 @@ if REDIS_URL:
             "BACKEND": "chat.cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CHAT_REDIS_PREFIX,
+            # A stalled Redis fails a cache call in a second instead of hanging it.
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
         }
     }
 else:
@@ -194,11 +196,29 @@ else:
 
 # Sessions are read through the cache (Redis when configured): a socket's
 # connect costs no session query. Logout and password changes still end them.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_ENGINE = "chat.sessions"
 
 # Chat limits (the contract's environment table).
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "20/10"))
 CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
+# Every other client frame (typing, history, ping, read, invalid ones) counts
+# against this budget per user, across all their sockets and workers.
+CHAT_FRAME_RATE = parse_rate_limit(os.environ.get("CHAT_FRAME_RATE", "200/10"), "CHAT_FRAME_RATE")
+# Open sockets per user across workers (tabs, devices, bots); one more is
+# closed with 4429. Load tools sharing a few accounts need it high.
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 250)
+# Sockets opening at once on one worker (between handshake and hello); more
+# are closed with 1013 and a retry hint, so that a reconnect storm is served
+# in turn instead of every handshake timing out together.
+CHAT_MAX_OPENING = env_int("CHAT_MAX_OPENING", 100)
+# A worker that receives messages this many seconds late (its CPU cannot keep
+# up) sheds load: typing notices are dropped from a quarter of it, and from
+# it messages are caught up from the database a room at a time.
+CHAT_SHED_LAG = float(os.environ.get("CHAT_SHED_LAG", "2"))
+# Seconds after which a socket is asked to reconnect (4000), so that its
+# session and room access are checked again; each socket gets up to a tenth
+# less, so that sockets opened together do not all come back together.
+CHAT_MAX_SOCKET_AGE = env_int("CHAT_MAX_SOCKET_AGE", 3600)
 CHAT_MAX_FRAME_BYTES = 64 * 1024
 CHAT_HISTORY_PAGE = 50
 CHAT_HISTORY_MAX = 100

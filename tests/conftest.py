@@ -17,7 +17,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connections
 from django.test import Client
 
-from chat import hub, presence, services
+from chat import hub, limits, presence, services
 from tests.servers import redis_server_url
 
 TIMEOUT = 5  # seconds to wait for any one expected frame
@@ -46,6 +46,7 @@ def _reset_layers():
     channel_layers.backends.clear()
     presence.reset_store()
     hub.forget_hubs()
+    limits.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -111,22 +111,6 @@ class TestStoreMessage:
         )
         assert store(room, bob).message.seq == 1
 
-    def test_rate_limit(self, settings, alice, bob, room):
-        settings.CHAT_RATE_LIMIT = (3, 60)
-        for _ in range(3):
-            store(room, alice)
-        with pytest.raises(services.RateLimited) as caught:
-            store(room, alice)
-        assert 0 < caught.value.fields["retry_after"] <= 60
-        assert store(room, bob).created  # the limit is per user
-        assert Message.objects.filter(author=alice).count() == 3
-
-    def test_rate_limit_off(self, settings, alice, room):
-        settings.CHAT_RATE_LIMIT = None
-        for _ in range(30):
-            store(room, alice)
-        assert Message.objects.count() == 30
-
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_get_unique_gapless_seqs(settings, alice, bob, room):
@@ -190,3 +174,27 @@ async def test_post_message_broadcasts_the_message_object_and_again_on_a_retry(a
     assert json.loads((await layer.receive(channel))["text"]) == message
     await services.post_message(room=room, author=alice, body="next", client_id=None)
     assert (await layer.receive(channel))["seq"] == 2
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_rate_limit_counts_posts_per_user(settings, alice, bob, room):
+    settings.CHAT_RATE_LIMIT = (3, 60)
+
+    async def post(author):
+        return await services.post_message(room=room, author=author, body="hi", client_id=None)
+
+    for _ in range(3):
+        await post(alice)
+    with pytest.raises(services.RateLimited) as caught:
+        await post(alice)
+    assert 0 < caught.value.fields["retry_after"] <= 60
+    assert (await post(bob)).created  # the limit is per user
+    assert await Message.objects.filter(author=alice).acount() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_rate_limit_off(settings, alice, room):
+    settings.CHAT_RATE_LIMIT = None
+    for _ in range(30):
+        await services.post_message(room=room, author=alice, body="hi", client_id=None)
+    assert await Message.objects.acount() == 30

@@ -5,6 +5,13 @@ One module per seam (rooms, messages, presence, sessions, moderation); every
 public name is re-exported here, so callers write `services.post_message(...)`.
 """
 
+from .access import (
+    membership_removed,
+    password_changed,
+    room_became_private,
+    room_deleted,
+    session_deleted,
+)
 from .errors import Forbidden, InvalidInput, Locked, Muted, RateLimited, ServiceError
 from .messages import (
     MUTED_INDEFINITELY,
@@ -34,6 +41,11 @@ from .rooms import add_member, create_room, join_room, slug_for
 from .sessions import end_session
 
 __all__ = [
+    "membership_removed",
+    "password_changed",
+    "room_became_private",
+    "room_deleted",
+    "session_deleted",
     "MUTED_INDEFINITELY",
     "Forbidden",
     "InvalidInput",

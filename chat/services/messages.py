@@ -4,19 +4,16 @@ broadcast; typing notices."""
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
-from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from .. import events, wire
+from .. import events, limits, wire
 from ..models import Membership, Message, Room
-from .errors import Forbidden, Locked, Muted, RateLimited
+from .errors import Forbidden, Locked, Muted
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +28,8 @@ class Posted:
 
 
 def check_rate(user_id: int) -> None:
-    limit = settings.CHAT_RATE_LIMIT
-    if limit is None:
-        return
-    count, seconds = limit
-    now = time.time()
-    window = int(now // seconds)
-    key = f"rate:{user_id}:{window}"
-    cache.add(key, 0, timeout=seconds + 1)
-    if cache.incr(key) > count:
-        retry_after = round((window + 1) * seconds - now, 3)
-        raise RateLimited(f"Too many messages: {count} per {seconds} s.", retry_after=retry_after)
+    """Count a message against the user's CHAT_RATE_LIMIT (blocking code)."""
+    limits.spend_sync(kind="message", user_id=user_id)
 
 
 # One statement takes the room's row lock, allocates the next seq and reads
@@ -55,7 +43,7 @@ RETURNING last_seq, is_locked,
 
 
 def store_message(*, room: Room, author, body: str, client_id: str | None) -> Posted:
-    check_rate(author.pk)
+    """Store a message (no rate check: post_message counts it)."""
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -110,6 +98,7 @@ async def post_message(*, room: Room, author, body: str, client_id: str | None) 
     delivered already). A broadcast that fails is logged, not raised: the
     message is stored, so it is acknowledged, and every worker's seq watch
     delivers it from the database."""
+    await limits.spend(kind="message", user_id=author.pk)
     posted = await database_sync_to_async(store_message)(
         room=room, author=author, body=body, client_id=client_id
     )
@@ -126,8 +115,12 @@ async def post_message(*, room: Room, author, body: str, client_id: str | None) 
 
 
 async def notify_typing(*, room: Room, user, conn_id: str) -> None:
-    """Everyone else in the room sees that `user` is typing (not the socket `conn_id`)."""
-    await events.send(
-        events.room_group(room.pk),
-        events.room_frame(room.pk, wire.frame("typing", user=user.username), skip=conn_id),
+    """Everyone else in the room sees that `user` is typing (not the socket
+    `conn_id`). A notice that cannot be sent is dropped: the next one comes."""
+    event = events.room_frame(
+        room.pk, wire.frame("typing", user=user.username), skip=conn_id, sheddable=True
     )
+    try:
+        await events.send(events.room_group(room.pk), event)
+    except Exception:
+        logger.warning("typing notice in room %s dropped: channel layer unavailable", room.pk)

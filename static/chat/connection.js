@@ -6,6 +6,15 @@
 
 export const CLOSE_SESSION_ENDED = 4401;
 export const CLOSE_NO_ACCESS = 4403;
+// The server asks for a new connection (4000: access to be checked again;
+// 4008: this page fell too far behind; 1012: the worker restarts): come back
+// at once, spread over a second so that a worker's pages do not all arrive
+// together, and resume from the last seq.
+const RECONNECT_AT_ONCE = new Set([4000, 4008, 1012]);
+const AT_ONCE_SPREAD_MS = 1000;
+// The server is busy or cannot open the socket now; its close reason says
+// when to come back, and a random part of that again is added on top.
+const CLOSE_TRY_LATER = 1013;
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
@@ -94,7 +103,7 @@ export class Connection {
     const socket = new WebSocket(this.url());
     this.socket = socket;
     socket.onmessage = (event) => this.received(event);
-    socket.onclose = (event) => this.closed(event.code);
+    socket.onclose = (event) => this.closed(event.code, event.reason);
     // A handshake that hangs (a network that drops packets) counts as failed.
     this.timers.pong = setTimeout(() => this.dead(), CONNECT_WITHIN_MS);
   }
@@ -122,21 +131,25 @@ export class Connection {
     this.onFrame(frame);
   }
 
-  closed(code) {
+  closed(code, reason = "") {
     this.detach();
     this.clearTimers();
     if (this.stopped) return;
     if (code === CLOSE_SESSION_ENDED) return this.setState("ended");
     if (code === CLOSE_NO_ACCESS) return this.setState("forbidden");
-    this.scheduleRetry();
+    // 1013 (try again later) says how long: "retry_after=<seconds>".
+    const hint = code === CLOSE_TRY_LATER ? Number(/retry_after=([\d.]+)/.exec(reason)?.[1]) : 0;
+    this.scheduleRetry(RECONNECT_AT_ONCE.has(code), (hint || 0) * 1000);
   }
 
-  scheduleRetry() {
+  scheduleRetry(atOnce = false, atLeastMs = 0) {
     if (navigator.onLine === false) return this.setState("offline"); // "online" reopens
     const base = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.attempt);
-    this.attempt += 1;
+    if (!atOnce) this.attempt += 1;
     // Jitter spreads the reconnects of many clients after a server restart.
-    const delay = base / 2 + (Math.random() * base) / 2;
+    let delay = base / 2 + (Math.random() * base) / 2;
+    if (atOnce) delay = Math.random() * AT_ONCE_SPREAD_MS;
+    else if (atLeastMs) delay = atLeastMs * (1 + Math.random());
     const due = Date.now() + delay;
     const tick = () => this.setState("waiting", Math.max(1, Math.ceil((due - Date.now()) / 1000)));
     tick();

@@ -16,6 +16,7 @@ const READ_EVERY_MS = 500;
 // because the outbox sends one message at a time.
 const SEND_ERRORS = new Set([
   "rate_limited",
+  "unavailable", // the server could not store it just now: it goes again
   "muted",
   "locked",
   "too_long",
@@ -88,6 +89,7 @@ let opened = false; // the first history ever arrived (the placeholder is gone)
 let hasMore = false; // older messages exist before the oldest shown
 let loadingOlder = false;
 let lastTypingSent = 0;
+let fanoutDegraded = false; // the server said messages from others may be late
 
 // The read position: every message up to readSeq has been seen, on this
 // device or another (the server keeps it per user and room).
@@ -125,6 +127,7 @@ function handle(frame) {
     case "hello":
       ready = false;
       loadingOlder = false;
+      fanoutDegraded = false; // a `status` frame follows hello if it still is
       inFlight = null;
       online.set(frame.online);
       break;
@@ -174,6 +177,12 @@ function handle(frame) {
       break;
     case "error":
       failed(frame);
+      break;
+    case "status":
+      // Messages from other workers are delayed (the server's Redis is
+      // away; they still come, from the database, every few seconds).
+      fanoutDegraded = frame.fanout === "degraded";
+      showState(connection.state);
       break;
   }
 }
@@ -280,9 +289,10 @@ function failed({ code, detail, retry_after: retryAfter, until }) {
   if (!SEND_ERRORS.has(code) || inFlight === null) return;
   const clientId = inFlight;
   inFlight = null;
-  if (code === "rate_limited") {
-    // The same message goes again when the window has passed; the ones
-    // queued behind it wait their turn.
+  if (code === "rate_limited" || code === "unavailable") {
+    // The same message goes again when the window has passed (or the
+    // server has recovered: its client_id keeps it from being stored
+    // twice); the ones queued behind it wait their turn.
     rateLimited = true;
     retryTimer = setTimeout(() => {
       retryTimer = null;
@@ -386,6 +396,7 @@ const STATE_TEXT = {
   forbidden: "You no longer have access to this room",
 };
 let everConnected = false;
+let shownStatus = STATE_TEXT.connecting; // as the page comes
 
 function showState(state, seconds) {
   onlineBox.classList.toggle("stale", state !== "connected");
@@ -396,16 +407,17 @@ function showState(state, seconds) {
   }
   if (state === "connected") everConnected = true;
   countdown.textContent = state === "waiting" ? `in ${seconds} s` : "";
-  if (status.dataset.state !== shown) {
-    status.dataset.state = shown;
-    if (state === "ended") {
-      const login = document.createElement("a");
-      login.href = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`;
-      login.textContent = "log in again";
-      status.replaceChildren("Your session ended — ", login);
-    } else {
-      status.textContent = STATE_TEXT[shown];
-    }
+  status.dataset.state = shown;
+  const text =
+    shown === "connected" && fanoutDegraded ? "Connected — messages may arrive late" : STATE_TEXT[shown];
+  if (state === "ended" && shownStatus !== "ended") {
+    const login = document.createElement("a");
+    login.href = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`;
+    login.textContent = "log in again";
+    status.replaceChildren("Your session ended — ", login);
+    shownStatus = "ended";
+  } else if (state !== "ended" && text !== shownStatus) {
+    status.textContent = shownStatus = text;
   }
   if (state !== "connected") {
     ready = false;

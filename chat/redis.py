@@ -1,0 +1,55 @@
+"""This process's Redis clients for presence and limits: one asyncio client
+per event loop (redis.asyncio clients belong to one loop; tests run several)
+and one blocking client, each with its own connection pool.
+
+Connections are health-checked before use after being idle, and a command
+that fails on a dead pooled connection (Redis restarted) is retried on a new
+one, so a Redis restart costs a retry, not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+# A stalled Redis makes a command fail after this many seconds instead of
+# hanging the caller.
+TIMEOUT = 2.0
+
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_sync_clients: dict[str, redis.Redis] = {}
+_lock = threading.Lock()
+
+
+def _options() -> dict:
+    return {
+        "socket_timeout": TIMEOUT,
+        "socket_connect_timeout": TIMEOUT,
+        "health_check_interval": 10,
+        "retry_on_error": [redis.ConnectionError],
+    }
+
+
+def async_client(url: str) -> redis.asyncio.Redis:
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(url)
+    if client is None:
+        retry = AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+        client = clients[url] = redis.asyncio.Redis.from_url(url, retry=retry, **_options())
+    return client
+
+
+def sync_client(url: str) -> redis.Redis:
+    with _lock:
+        client = _sync_clients.get(url)
+        if client is None:
+            retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+            client = _sync_clients[url] = redis.Redis.from_url(url, retry=retry, **_options())
+        return client
