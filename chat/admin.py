@@ -20,7 +20,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from . import selectors, services
+from . import selectors, services, text
+from .forms import AdminAddUserForm, AdminChangeUserForm
 from .models import Membership, Message, ModerationLog, Report, Room
 
 User = get_user_model()
@@ -56,6 +57,12 @@ class ModerationActionForm(ActionForm):
     )
 
 
+def moderation_action(description: str):
+    """An admin action offered only to staff with the change permission of
+    its model: the same permission the services require."""
+    return admin.action(description=description, permissions=["change"])
+
+
 def _reason(request) -> str:
     return request.POST.get("reason", "").strip()
 
@@ -87,6 +94,18 @@ def _admin_link(obj, text=None):
 # ---------------------------------------------------------------- rooms
 
 
+class RoomAdminForm(forms.ModelForm):
+    """Staff name rooms by the same rules as everyone, against every room."""
+
+    def clean_name(self):
+        try:
+            return services.check_room_name(
+                name=self.cleaned_data["name"], among=Room.objects.all(), room_pk=self.instance.pk
+            )
+        except services.ServiceError as error:
+            raise forms.ValidationError(error.detail) from None
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -101,6 +120,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
+    form = RoomAdminForm
     list_display = [
         "name",
         "slug",
@@ -119,6 +139,24 @@ class RoomAdmin(admin.ModelAdmin):
     actions = ["lock_rooms", "unlock_rooms"]
     action_form = ModerationActionForm
 
+    def save_model(self, request, obj, form, change):
+        obj.name_skeleton = text.skeleton(obj.name)[:300]
+        # Room.owner is the one record of ownership: a change goes through the
+        # service (checked and logged), and a room made here gets its owner
+        # as a member like any other.
+        if change and "owner" in form.changed_data:
+            new_owner = obj.owner
+            obj.owner_id = form.initial["owner"]
+            super().save_model(request, obj, form, change)
+            try:
+                services.set_room_owner(room=obj, user=new_owner, actor=request.user)
+            except services.ServiceError as error:
+                self.message_user(request, error.detail, messages.ERROR)
+            return
+        super().save_model(request, obj, form, change)
+        if not change:
+            Membership.objects.get_or_create(room=obj, user=obj.owner)
+
     def get_queryset(self, request):
         # The member count in the list's own query, not one query per row.
         return (
@@ -132,7 +170,7 @@ class RoomAdmin(admin.ModelAdmin):
     def member_count(self, room):
         return room.members
 
-    @admin.action(description="Lock selected rooms (read-only)")
+    @moderation_action("Lock selected rooms (read-only)")
     def lock_rooms(self, request, queryset):
         _apply(
             self,
@@ -144,7 +182,7 @@ class RoomAdmin(admin.ModelAdmin):
             "Locked",
         )
 
-    @admin.action(description="Unlock selected rooms")
+    @moderation_action("Unlock selected rooms")
     def unlock_rooms(self, request, queryset):
         _apply(
             self,
@@ -170,7 +208,15 @@ class MembershipAdmin(admin.ModelAdmin):
     # Ban and mute state change only through the actions, which reach open
     # sockets and write the log.
     readonly_fields = ["is_banned", "muted_until", "created"]
-    actions = ["ban", "unban", "mute", "unmute", "make_moderator", "make_member"]
+    actions = [
+        "ban",
+        "unban",
+        "mute",
+        "unmute",
+        "make_moderator",
+        "make_member",
+        "remove_members",
+    ]
     action_form = ModerationActionForm
 
     def get_readonly_fields(self, request, obj=None):
@@ -178,14 +224,40 @@ class MembershipAdmin(admin.ModelAdmin):
             return [*self.readonly_fields, "room", "user"]
         return self.readonly_fields
 
+    def get_actions(self, request):
+        # Removal goes through remove_members (checked and logged), never
+        # the generic bulk delete.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a banned membership would be an unban nobody logged, and
+        # the owner's stays while they own the room.
+        if obj is not None and (obj.is_banned or obj.user_id == obj.room.owner_id):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        try:
+            services.remove_member(
+                room=obj.room, user=obj.user, actor=request.user, reason=_reason(request)
+            )
+        except services.ServiceError as error:
+            self.message_user(request, error.detail, messages.ERROR)
+
     def save_model(self, request, obj, form, change):
-        if change and "role" in form.changed_data:
+        # Roles change through the service (checked and logged), also for a
+        # membership made here: it starts as a member.
+        role = obj.role
+        if not change:
+            obj.role = Membership.Role.MEMBER
+            super().save_model(request, obj, form, change)
+        if role != obj.role or (change and "role" in form.changed_data):
             try:
-                services.set_role(room=obj.room, user=obj.user, role=obj.role, actor=request.user)
+                services.set_role(room=obj.room, user=obj.user, role=role, actor=request.user)
             except services.ServiceError as error:
                 self.message_user(request, error.detail, messages.ERROR)
-            return
-        super().save_model(request, obj, form, change)
 
     def _act(self, request, queryset, service, done: str, **extra):
         """Call a moderation service for each selected membership."""
@@ -199,33 +271,37 @@ class MembershipAdmin(admin.ModelAdmin):
             done,
         )
 
-    @admin.action(description="Ban selected users from their rooms (closes their sockets)")
+    @moderation_action("Ban selected users from their rooms (closes their sockets)")
     def ban(self, request, queryset):
         self._act(request, queryset, services.ban_user, "Banned")
 
-    @admin.action(description="Unban selected users")
+    @moderation_action("Unban selected users")
     def unban(self, request, queryset):
         self._act(request, queryset, services.unban_user, "Unbanned")
 
-    @admin.action(description="Mute selected users (for the time chosen beside)")
+    @moderation_action("Mute selected users (for the time chosen beside)")
     def mute(self, request, queryset):
         duration = MUTE_DURATIONS.get(request.POST.get("mute_for", ""))
         until = timezone.now() + duration if duration else None
         self._act(request, queryset, services.mute_user, "Muted", until=until)
 
-    @admin.action(description="Unmute selected users")
+    @moderation_action("Unmute selected users")
     def unmute(self, request, queryset):
         self._act(request, queryset, services.unmute_user, "Unmuted")
 
-    @admin.action(description="Make selected users room moderators")
+    @moderation_action("Make selected users room moderators")
     def make_moderator(self, request, queryset):
         self._act(
             request, queryset, services.set_role, "Made moderator", role=Membership.Role.MODERATOR
         )
 
-    @admin.action(description="Make selected users plain members")
+    @moderation_action("Make selected users plain members")
     def make_member(self, request, queryset):
         self._act(request, queryset, services.set_role, "Made member", role=Membership.Role.MEMBER)
+
+    @admin.action(description="Remove selected members from their rooms", permissions=["delete"])
+    def remove_members(self, request, queryset):
+        self._act(request, queryset, services.remove_member, "Removed")
 
 
 # ---------------------------------------------------------------- messages
@@ -295,7 +371,7 @@ class MessageAdmin(admin.ModelAdmin):
     def context(self, message):
         return render_context(message)
 
-    @admin.action(description="Remove selected messages (from every open client)")
+    @moderation_action("Remove selected messages (from every open client)")
     def remove_messages(self, request, queryset):
         _apply(
             self,
@@ -307,7 +383,7 @@ class MessageAdmin(admin.ModelAdmin):
             "Removed",
         )
 
-    @admin.action(description="Restore selected messages")
+    @moderation_action("Restore selected messages")
     def restore_messages(self, request, queryset):
         _apply(
             self,
@@ -401,15 +477,15 @@ class ReportAdmin(admin.ModelAdmin):
             done,
         )
 
-    @admin.action(description="Resolve selected reports")
+    @moderation_action("Resolve selected reports")
     def resolve(self, request, queryset):
         self._close(request, queryset, True, "Resolved")
 
-    @admin.action(description="Dismiss selected reports")
+    @moderation_action("Dismiss selected reports")
     def dismiss(self, request, queryset):
         self._close(request, queryset, False, "Dismissed")
 
-    @admin.action(description="Remove the reported messages and resolve")
+    @moderation_action("Remove the reported messages and resolve")
     def remove_and_resolve(self, request, queryset):
         def remove_then_resolve(report):
             services.remove_message(
@@ -458,6 +534,8 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    form = AdminChangeUserForm
+    add_form = AdminAddUserForm
     list_display = ["username", "email", "is_active", "is_staff", "date_joined", "last_login"]
     actions = ["deactivate", "reactivate"]
     action_form = ModerationActionForm
@@ -475,7 +553,7 @@ class UserAdmin(BaseUserAdmin):
             return
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Deactivate selected accounts (closes their sockets)")
+    @moderation_action("Deactivate selected accounts (closes their sockets)")
     def deactivate(self, request, queryset):
         _apply(
             self,
@@ -487,7 +565,7 @@ class UserAdmin(BaseUserAdmin):
             "Deactivated",
         )
 
-    @admin.action(description="Reactivate selected accounts")
+    @moderation_action("Reactivate selected accounts")
     def reactivate(self, request, queryset):
         _apply(
             self,

@@ -6,4 +6,4 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat"
 
     def ready(self):
-        from . import signals  # noqa: F401  (connects the logout receiver)
+        from . import signals  # noqa: F401  (connects its receivers)

@@ -1,4 +1,8 @@
 from django import forms
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm, UserCreationForm
+from django.core.exceptions import ValidationError
+
+from . import services
 
 
 class RoomForm(forms.Form):
@@ -10,3 +14,30 @@ class RoomForm(forms.Form):
 
 class AddMemberForm(forms.Form):
     username = forms.CharField(max_length=150, strip=True)
+
+
+class UsernameRules:
+    """For the forms that name an account (sign-up, the admin's user forms):
+    no URL path tricks, no hidden characters, no look-alike of another name."""
+
+    def clean_username(self):
+        parent = getattr(super(), "clean_username", None)
+        username = parent() if parent else self.cleaned_data.get("username")
+        if username and not self.has_error("username"):
+            try:
+                services.check_username(username=username, user_pk=self.instance.pk)
+            except services.ServiceError as error:
+                raise ValidationError(error.detail) from None
+        return username
+
+
+class SignupForm(UsernameRules, UserCreationForm):
+    pass
+
+
+class AdminAddUserForm(UsernameRules, AdminUserCreationForm):
+    pass
+
+
+class AdminChangeUserForm(UsernameRules, UserChangeForm):
+    pass

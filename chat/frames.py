@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from . import text
+
 CLIENT_TYPES = ("message.send", "typing", "history", "ping", "read")
 # seq values are stored in a signed 64-bit column.
 MAX_SEQ = 2**63 - 1
@@ -99,9 +101,11 @@ def _parse_send(data: dict) -> SendMessage:
     body = data.get("body")
     if not isinstance(body, str):
         raise bad("message.send needs a string 'body'")
-    if not body.strip():
+    if text.is_blank(body):  # also zero-width or other invisible characters only
         raise bad("body must not be empty")
     _check_text(body, "body")
+    if text.has_bidi_override(body):
+        raise bad("body must not contain bidirectional override, embedding or isolate controls")
     limit = settings.CHAT_MAX_MESSAGE_LENGTH
     if len(body) > limit:
         raise FrameError("too_long", f"body is {len(body)} characters; the limit is {limit}")

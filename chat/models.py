@@ -5,17 +5,23 @@ from django.db.models import Q
 
 class RoomQuerySet(models.QuerySet):
     def visible_to(self, user):
-        """Public rooms, and private rooms the user belongs to; never a room
-        the user is banned from."""
+        """Public rooms, and private rooms the user owns or belongs to; never
+        a room the user is banned from."""
         banned = Membership.objects.filter(user=user, is_banned=True).values("room_id")
         member_of = Membership.objects.filter(user=user, is_banned=False).values("room_id")
-        return self.filter(Q(is_private=False) | Q(pk__in=member_of)).exclude(pk__in=banned)
+        return self.filter(Q(is_private=False) | Q(owner=user) | Q(pk__in=member_of)).exclude(
+            pk__in=banned
+        )
 
 
 class Room(models.Model):
     name = models.CharField(max_length=100)
+    # What the name looks like (chat.text.skeleton): a new room may not look
+    # like one its creator can already see.
+    name_skeleton = models.CharField(max_length=300, db_index=True, editable=False, default="")
     slug = models.SlugField(max_length=50, unique=True)
     is_private = models.BooleanField("private", default=False)
+    # The one record of who owns the room (memberships say moderator or member).
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_rooms"
     )
@@ -42,8 +48,9 @@ class Room(models.Model):
 
 
 class Membership(models.Model):
+    """A user's standing in a room. The owner is Room.owner, not a role here."""
+
     class Role(models.TextChoices):
-        OWNER = "owner"
         MODERATOR = "moderator"
         MEMBER = "member"
 
@@ -64,10 +71,27 @@ class Membership(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["room", "user"], name="one_membership_per_user"),
+            models.CheckConstraint(
+                condition=Q(role__in=["moderator", "member"]), name="membership_role_valid"
+            ),
         ]
 
     def __str__(self):
         return f"{self.user} in {self.room} ({self.role})"
+
+
+class UsernameSkeleton(models.Model):
+    """What each username looks like (chat.text.skeleton), kept beside
+    Django's user table so that a new name is checked against every existing
+    one with an index lookup. Written when a user is saved (chat.signals)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    skeleton = models.CharField(max_length=300, db_index=True)
+
+    def __str__(self):
+        return self.skeleton
 
 
 class MessageQuerySet(models.QuerySet):
@@ -163,6 +187,8 @@ class ModerationLog(models.Model):
         DEACTIVATE = "deactivate", "deactivated the account"
         REACTIVATE = "reactivate", "reactivated the account"
         SET_ROLE = "set_role", "changed the role"
+        SET_OWNER = "set_owner", "gave the room to"
+        REMOVE_MEMBER = "remove_member", "removed from the room"
         RESOLVE_REPORT = "resolve_report", "resolved a report"
         DISMISS_REPORT = "dismiss_report", "dismissed a report"
 

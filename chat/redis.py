@@ -20,8 +20,11 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 # A stalled Redis makes a command fail after this many seconds instead of
-# hanging the caller.
-TIMEOUT = 2.0
+# hanging the caller (a timeout is not retried: the command may have run).
+TIMEOUT = 1.0
+# Connections per pool: a burst (a reconnect storm, a worker's sockets all
+# closing) waits for a free one (up to TIMEOUT) instead of opening hundreds.
+MAX_CONNECTIONS = 32
 
 _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _sync_clients: dict[str, redis.Redis] = {}
@@ -33,7 +36,6 @@ def _options() -> dict:
         "socket_timeout": TIMEOUT,
         "socket_connect_timeout": TIMEOUT,
         "health_check_interval": 10,
-        "retry_on_error": [redis.ConnectionError],
     }
 
 
@@ -41,8 +43,11 @@ def async_client(url: str) -> redis.asyncio.Redis:
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(url)
     if client is None:
-        retry = AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 2)
-        client = clients[url] = redis.asyncio.Redis.from_url(url, retry=retry, **_options())
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=TIMEOUT, **_options()
+        )
+        retry = AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 2, (redis.ConnectionError,))
+        client = clients[url] = redis.asyncio.Redis(connection_pool=pool, retry=retry)
     return client
 
 
@@ -50,6 +55,9 @@ def sync_client(url: str) -> redis.Redis:
     with _lock:
         client = _sync_clients.get(url)
         if client is None:
-            retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
-            client = _sync_clients[url] = redis.Redis.from_url(url, retry=retry, **_options())
+            pool = redis.BlockingConnectionPool.from_url(
+                url, max_connections=MAX_CONNECTIONS, timeout=TIMEOUT, **_options()
+            )
+            retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, (redis.ConnectionError,))
+            client = _sync_clients[url] = redis.Redis(connection_pool=pool, retry=retry)
         return client

@@ -80,7 +80,7 @@ def room_directory(*, user, page: int | str | None = 1) -> Page:
 @dataclass
 class SocketAccess:
     user: object  # the session's user
-    room: Room  # id, name, slug, is_private, is_locked loaded; other fields on access
+    room: Room  # id, name, slug, is_private, is_locked, owner_id loaded; others on access
     is_member: bool  # False: a public room's visitor, to be made a member
 
 
@@ -108,7 +108,7 @@ def _socket_access_sql() -> tuple[str, list[str]]:
     return sql, user_fields
 
 
-_ROOM_FIELDS = ["id", "name", "slug", "is_private", "is_locked"]
+_ROOM_FIELDS = ["id", "name", "slug", "is_private", "is_locked", "owner_id"]
 
 
 def socket_access(*, session, slug: str) -> SocketAccess | None:
@@ -147,8 +147,11 @@ def socket_access(*, session, slug: str) -> SocketAccess | None:
 
 
 def _access(user, room: Room | None, membership, slug: str) -> SocketAccess:
-    """membership: (id, is_banned) or None."""
-    if room is None or (membership and membership[1]) or (room.is_private and not membership):
+    """membership: (id, is_banned) or None. As Room.objects.visible_to: the
+    owner of a private room may open it, a ban closes it to anyone."""
+    if room is None or (membership and membership[1]):
+        raise RoomNotFound(slug)
+    if room.is_private and not membership and room.owner_id != user.pk:
         raise RoomNotFound(slug)
     return SocketAccess(user=user, room=room, is_member=membership is not None)
 
@@ -230,26 +233,79 @@ def messages_after(*, room: Room, after: int, upto: int | None = None) -> Histor
     return HistoryPage(messages=messages, has_more=has_more)
 
 
-# Who may moderate whom: an actor acts only on someone of lower rank.
+# Who may moderate whom: an actor acts only on someone of lower rank. Site
+# staff rank above everyone in every room only with the admin permission
+# for the same action (a staff account without it can do nothing in the
+# admin either, so it has no rank here beyond its room role).
 RANK_STAFF, RANK_OWNER, RANK_MODERATOR, RANK_MEMBER = 3, 2, 1, 0
 _ROLE_RANK = {
-    Membership.Role.OWNER: RANK_OWNER,
     Membership.Role.MODERATOR: RANK_MODERATOR,
     Membership.Role.MEMBER: RANK_MEMBER,
 }
+# The admin permission that stands for each kind of moderation.
+MODERATE_MEMBERS = "chat.change_membership"
+MODERATE_MESSAGES = "chat.change_message"
+MODERATE_ROOMS = "chat.change_room"
+MODERATE_REPORTS = "chat.change_report"
+ADD_MEMBERS = "chat.add_membership"
+REMOVE_MEMBERS = "chat.delete_membership"
+MANAGE_ACCOUNTS = "auth.change_user"
 
 
-def moderation_rank(*, user, room: Room) -> int:
-    if user.is_staff and user.is_active:
+def is_site_moderator(*, user, perm: str) -> bool:
+    """Active staff holding the admin permission `perm` (superusers hold all)."""
+    return bool(user.is_active and user.is_staff and user.has_perm(perm))
+
+
+def _rank(*, user, room: Room, perm: str, banned_lose_rank: bool) -> int:
+    if is_site_moderator(user=user, perm=perm):
         return RANK_STAFF
     membership = membership_of(room=room, user=user)
-    if membership is None or membership.is_banned:
+    if banned_lose_rank and membership is not None and membership.is_banned:
+        return RANK_MEMBER
+    if room.owner_id == user.pk:
+        return RANK_OWNER
+    if membership is None:
         return RANK_MEMBER
     return _ROLE_RANK[membership.role]
 
 
+def moderation_rank(*, user, room: Room, perm: str = MODERATE_MEMBERS) -> int:
+    """What `user` may do in `room` now: a banned or inactive user nothing."""
+    if not user.is_active:
+        return RANK_MEMBER
+    return _rank(user=user, room=room, perm=perm, banned_lose_rank=True)
+
+
+def standing_rank(*, user, room: Room, perm: str = MODERATE_MEMBERS) -> int:
+    """How senior `user` is as the target of an action in `room`. A ban does
+    not lower it: a moderator the owner banned stays out of a fellow
+    moderator's reach, unban included."""
+    return _rank(user=user, room=room, perm=perm, banned_lose_rank=False)
+
+
 def can_moderate(*, user, room: Room) -> bool:
     return moderation_rank(user=user, room=room) >= RANK_MODERATOR
+
+
+def can_add_members(*, user, room: Room) -> bool:
+    """The room's owner (unless banned from it) and staff with the admin's
+    add-membership permission."""
+    if is_site_moderator(user=user, perm=ADD_MEMBERS):
+        return True
+    if room.owner_id != user.pk or not user.is_active:
+        return False
+    membership = membership_of(room=room, user=user)
+    return membership is None or not membership.is_banned
+
+
+def member_named(*, room: Room, username: str) -> Membership | None:
+    """The membership of the user called `username` in `room` (banned ones
+    included); None for no such user and for someone who is not a member
+    alike."""
+    return (
+        Membership.objects.select_related("user").filter(room=room, user__username=username).first()
+    )
 
 
 def _texts(room: Room, messages) -> list[tuple[int, str]]:

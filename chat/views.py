@@ -1,27 +1,24 @@
 from datetime import timedelta
 
-import redis
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
-from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
-from .forms import AddMemberForm, RoomForm
-from .models import Membership, Message
+from . import health, selectors, services
+from .forms import AddMemberForm, RoomForm, SignupForm
+from .models import Message
 
 
 def signup(request):
     if request.user.is_authenticated:
         return redirect("chat:directory")
-    form = UserCreationForm(request.POST or None)
+    form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -39,6 +36,7 @@ def directory(request):
 @login_required
 def create_room(request):
     form = RoomForm(request.POST or None)
+    status = 400 if request.method == "POST" else 200
     if request.method == "POST" and form.is_valid():
         try:
             room = services.create_room(
@@ -48,9 +46,9 @@ def create_room(request):
             )
         except services.ServiceError as error:
             form.add_error("name", error.detail)
+            status = error.http_status  # 429 for the rooms-per-hour cap
         else:
             return redirect("chat:room", slug=room.slug)
-    status = 400 if request.method == "POST" else 200
     return render(request, "chat/create_room.html", {"form": form}, status=status)
 
 
@@ -65,7 +63,7 @@ def _room_or_404(request, slug):
 def room(request, slug):
     room = _room_or_404(request, slug)
     membership = services.join_room(room=room, user=request.user)
-    can_add_members = request.user.is_staff or membership.role == Membership.Role.OWNER
+    can_add_members = selectors.can_add_members(user=request.user, room=room)
     can_moderate = selectors.can_moderate(user=request.user, room=room)
     return render(
         request,
@@ -101,46 +99,45 @@ def add_member(request, slug):
     room = _room_or_404(request, slug)
     form = AddMemberForm(request.POST)
     if form.is_valid():
+        username = form.cleaned_data["username"]
         try:
-            services.add_member(
-                room=room, actor=request.user, username=form.cleaned_data["username"]
-            )
+            services.add_member(room=room, actor=request.user, username=username)
         except services.ServiceError as error:
             messages.error(request, error.detail)
         else:
-            messages.success(request, f"Added {form.cleaned_data['username']} to {room.name}.")
+            # The same words whether or not the account exists: this form
+            # does not tell anyone who has an account.
+            messages.success(
+                request, f"If there is an account called {username}, it is now in {room.name}."
+            )
     else:
         messages.error(request, "Give a username to add.")
     return redirect("chat:room", slug=room.slug)
 
 
-_redis_for_health = None
-
-
-def _redis_ping() -> None:
-    global _redis_for_health
-    if _redis_for_health is None:
-        _redis_for_health = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
-        )
-    _redis_for_health.ping()
+async def _probe(checks) -> JsonResponse:
+    outcomes = await health.run_checks(checks)
+    failed = {name: outcome for name, outcome in outcomes.items() if outcome != "ok"}
+    if failed:
+        return JsonResponse({"status": "error", **failed}, status=503)
+    return JsonResponse({"status": "ok"})
 
 
 @never_cache
-def healthz(request):
-    problems = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception as error:  # any failure means "not healthy"
-        problems["database"] = str(error) or type(error).__name__
-    if settings.REDIS_URL:
-        try:
-            _redis_ping()
-        except Exception as error:
-            problems["channel_layer"] = str(error) or type(error).__name__
-    if problems:
-        return JsonResponse({"status": "error", **problems}, status=503)
+async def healthz(request):
+    """The contract's health: the database and the channel layer answer."""
+    return await _probe(health.health_checks())
+
+
+@never_cache
+async def readyz(request):
+    """Readiness: the database takes writes and answers reads, Redis answers."""
+    return await _probe(health.readiness_checks())
+
+
+@never_cache
+async def livez(request):
+    """Liveness: the process answers (no I/O)."""
     return JsonResponse({"status": "ok"})
 
 
@@ -195,34 +192,37 @@ def report_message(request, slug, message_id):
 
 
 MUTE_CHOICES = {"10": 10, "60": 60, "1440": 1440}  # minutes; absent = until unmuted
+USER_ACTIONS = {
+    "ban": services.ban_user,
+    "unban": services.unban_user,
+    "mute": services.mute_user,
+    "unmute": services.unmute_user,
+}
 
 
 @login_required
 @require_POST
 def moderate_user(request, slug, username, action):
     room = _room_or_404(request, slug)
-    target = get_user_model().objects.filter(username=username).first()
-    if target is None:
-        raise Http404("No such user.")
-    common = {
-        "room": room,
-        "user": target,
-        "actor": request.user,
-        "reason": request.POST.get("reason", ""),
-    }
+    service = USER_ACTIONS.get(action)
+    if service is None:
+        raise Http404("No such action.")
+    # Who may act comes before whom they name, and someone who is not a member
+    # gets the same answer as a name nobody has: these replies tell nobody
+    # which usernames exist.
+    if not selectors.can_moderate(user=request.user, room=room):
+        return _json_error(403, f"You cannot moderate {room.name}.")
+    options = {"reason": request.POST.get("reason", "")}
     if action == "mute":
         minutes = request.POST.get("minutes", "")
         if minutes and minutes not in MUTE_CHOICES:
             return _json_error(400, "minutes must be one of 10, 60, 1440, or absent.")
-        common["until"] = (
+        options["until"] = (
             timezone.now() + timedelta(minutes=MUTE_CHOICES[minutes]) if minutes else None
         )
-    service = {
-        "ban": services.ban_user,
-        "unban": services.unban_user,
-        "mute": services.mute_user,
-        "unmute": services.unmute_user,
-    }.get(action)
-    if service is None:
-        raise Http404("No such action.")
-    return _json_outcome(lambda: service(**common))
+    membership = selectors.member_named(room=room, username=username)
+    if membership is None:
+        return _json_error(404, f"There is no member called {username} in {room.name}.")
+    return _json_outcome(
+        lambda: service(room=room, user=membership.user, actor=request.user, **options)
+    )

@@ -13,6 +13,34 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=value` lines of a .env file (comments, blank lines, `export` and
+    quotes allowed; no interpolation)."""
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", line)
+        if not match:
+            raise ImproperlyConfigured(f"{path}, line {number}: expected KEY=value, not {line!r}")
+        key, value = match[1], match[2]
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+# Local runs read `.env` beside manage.py (DJANGO_ENV_FILE names another file;
+# empty: none). The real environment wins over the file.
+ENV_FILE = os.environ.get("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE and not Path(ENV_FILE).is_file() and "DJANGO_ENV_FILE" in os.environ:
+    raise ImproperlyConfigured(f"DJANGO_ENV_FILE names no file: {ENV_FILE!r}")
+if ENV_FILE and Path(ENV_FILE).is_file():
+    for _key, _value in read_env_file(Path(ENV_FILE)).items():
+        os.environ.setdefault(_key, _value)
+
+
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -24,19 +52,54 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be 1 or 0, not {value!r}")
 
 
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
+def env_int(name: str, default: int, *, minimum: int | None = 0) -> int:
+    value = os.environ.get(name, "").strip()
     if not value:
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be {minimum} or more, not {value!r}")
+    return number
 
 
-def parse_rate_limit(value: str, name: str = "CHAT_RATE_LIMIT") -> tuple[int, int] | None:
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number >= minimum or number == float("inf"):  # also catches nan
+        raise ImproperlyConfigured(
+            f"{name} must be a number of seconds, {minimum} or more, not {value!r}"
+        )
+    return number
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_origins(name: str) -> list[str]:
+    """Comma-separated origins, each `scheme://host[:port]` (a host may start
+    with `*.` for any subdomain, as in Django's CSRF_TRUSTED_ORIGINS)."""
+    origins = env_list(name)
+    for origin in origins:
+        if not re.fullmatch(r"https?://(\*\.)?[A-Za-z0-9.\-\[\]:]+", origin):
+            raise ImproperlyConfigured(
+                f"{name} must list origins like https://chat.example.com or "
+                f"http://127.0.0.1:8000 (scheme, host, optional port), not {origin!r}"
+            )
+    return origins
+
+
+def env_rate(name: str, default: str) -> tuple[int, int] | None:
     """`<count>/<seconds>` -> (count, seconds); `off` -> None."""
-    value = value.strip().lower()
+    value = os.environ.get(name, "").strip().lower() or default
     if value in ("off", "0", "none"):
         return None
     match = re.fullmatch(r"(\d+)\s*/\s*(\d+)", value)
@@ -59,16 +122,10 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "django-insecure-dev-only-key-do-not-use-in-production"
 
-ALLOWED_HOSTS = [
-    h.strip()
-    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",")
-    if h.strip()
-]
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 # Same-origin form posts pass Django's Origin check without this; it is for a
 # proxy that rewrites the scheme or port.
-CSRF_TRUSTED_ORIGINS = [
-    o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
-]
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
@@ -85,6 +142,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "chat.headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -115,13 +173,16 @@ TEMPLATES = [
 # Database: one short transaction per stored message on a persistent
 # connection (CONN_MAX_AGE); per-call connect/close was a large share of the
 # server's CPU per message when measured.
-DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+try:
+    _database = dj_database_url.parse(
+        DATABASE_URL,
         conn_max_age=env_int("DJANGO_CONN_MAX_AGE", 600),
         conn_health_checks=True,
     )
-}
+except ValueError as error:  # dj-database-url's ParseError and UnknownSchemeError
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL we can use: {error}") from None
+DATABASES = {"default": _database}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several Daphne workers may write to one SQLite file: take the write lock
     # at BEGIN (no upgrade deadlocks), wait for it instead of failing, and let
@@ -129,14 +190,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
+            "timeout": env_int("CHAT_SQLITE_LOCK_TIMEOUT", 20),
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    # Tests run Daphne subprocesses against the test database: keep it a file.
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.get("CHAT_TEST_SQLITE", str(BASE_DIR / f"test-{os.getpid()}.sqlite3"))
-    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that does not answer fails a connect within seconds
+    # instead of the operating system's minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -167,7 +228,11 @@ STORAGES = {
 }
 
 # Redis: channel layer, presence and rate limits. Unset: one process, in memory.
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        f"REDIS_URL must start with redis://, rediss:// or unix://, not {REDIS_URL!r}"
+    )
 # Prefix of every Redis key and pub/sub channel (channel layer, presence,
 # cache): deployments, or test runs, sharing one Redis stay apart with their own.
 CHAT_REDIS_PREFIX = os.environ.get("CHAT_REDIS_PREFIX", "chat")
@@ -199,55 +264,125 @@ else:
 SESSION_ENGINE = "chat.sessions"
 
 # Chat limits (the contract's environment table).
-CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "20/10"))
-CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000)
+CHAT_RATE_LIMIT = env_rate("CHAT_RATE_LIMIT", "20/10")
+CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 4000, minimum=1)
 # Every other client frame (typing, history, ping, read, invalid ones) counts
 # against this budget per user, across all their sockets and workers.
-CHAT_FRAME_RATE = parse_rate_limit(os.environ.get("CHAT_FRAME_RATE", "200/10"), "CHAT_FRAME_RATE")
+CHAT_FRAME_RATE = env_rate("CHAT_FRAME_RATE", "200/10")
 # Open sockets per user across workers (tabs, devices, bots); one more is
 # closed with 4429. Load tools sharing a few accounts need it high.
-CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 250)
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 250, minimum=1)
 # Sockets opening at once on one worker (between handshake and hello); more
 # are closed with 1013 and a retry hint, so that a reconnect storm is served
 # in turn instead of every handshake timing out together.
-CHAT_MAX_OPENING = env_int("CHAT_MAX_OPENING", 100)
+CHAT_MAX_OPENING = env_int("CHAT_MAX_OPENING", 1000, minimum=1)
 # A worker that receives messages this many seconds late (its CPU cannot keep
 # up) sheds load: typing notices are dropped from a quarter of it, and from
 # it messages are caught up from the database a room at a time.
-CHAT_SHED_LAG = float(os.environ.get("CHAT_SHED_LAG", "2"))
+CHAT_SHED_LAG = env_float("CHAT_SHED_LAG", 2.0)
 # Seconds after which a socket is asked to reconnect (4000), so that its
 # session and room access are checked again; each socket gets up to a tenth
 # less, so that sockets opened together do not all come back together.
-CHAT_MAX_SOCKET_AGE = env_int("CHAT_MAX_SOCKET_AGE", 3600)
+CHAT_MAX_SOCKET_AGE = env_int("CHAT_MAX_SOCKET_AGE", 3600, minimum=1)
 CHAT_MAX_FRAME_BYTES = 64 * 1024
 CHAT_HISTORY_PAGE = 50
 CHAT_HISTORY_MAX = 100
 # Rooms per page of the directory.
-CHAT_DIRECTORY_PAGE = env_int("CHAT_DIRECTORY_PAGE", 50)
+CHAT_DIRECTORY_PAGE = env_int("CHAT_DIRECTORY_PAGE", 50, minimum=1)
 # Presence entries expire unless refreshed; a worker that dies without running
 # its disconnect handlers drops out within CHAT_PRESENCE_TTL seconds.
-CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30)
+CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30, minimum=3)
 # How long a consumer waits for a missing seq before filling the gap from the
 # database (messages committed on different workers may arrive out of order).
-CHAT_GAP_WAIT = float(os.environ.get("CHAT_GAP_WAIT", "0.25"))
+CHAT_GAP_WAIT = env_float("CHAT_GAP_WAIT", 0.25)
 # A message arriving within this many seconds of the previous one sent to the
 # same socket waits for the window's end and goes out batched with the others
 # in one `messages` frame (0 = never batch).
-CHAT_BATCH_WINDOW = float(os.environ.get("CHAT_BATCH_WINDOW", "0.02"))
+CHAT_BATCH_WINDOW = env_float("CHAT_BATCH_WINDOW", 0.02)
 # Each worker's room hub keeps this many of a room's latest messages in memory:
 # hello's history and most resumes need no database.
 CHAT_HUB_RECENT = env_int("CHAT_HUB_RECENT", 500)
 # Seconds a room's hub stays subscribed and warm after its last local socket
 # left (a worker's sockets that drop together come back together).
-CHAT_HUB_IDLE = float(os.environ.get("CHAT_HUB_IDLE", "30"))
+CHAT_HUB_IDLE = env_float("CHAT_HUB_IDLE", 30.0)
 # Every this many seconds each worker reads the last seq of its rooms in one
 # query, and fills any room that stayed behind (a lost broadcast).
-CHAT_SEQ_WATCH = float(os.environ.get("CHAT_SEQ_WATCH", "2"))
+CHAT_SEQ_WATCH = env_float("CHAT_SEQ_WATCH", 2.0, minimum=0.05)
 # Bytes that may wait for a client that does not read before its socket is
 # closed with 4008 (it resumes with `after`).
 CHAT_MAX_QUEUED_BYTES = env_int("CHAT_MAX_QUEUED_BYTES", 1024 * 1024)
 # Typing notices are forwarded at most once per this many seconds per socket.
-CHAT_TYPING_INTERVAL = float(os.environ.get("CHAT_TYPING_INTERVAL", "1.5"))
+CHAT_TYPING_INTERVAL = env_float("CHAT_TYPING_INTERVAL", 1.5)
+
+# Health checks (/healthz, /readyz): seconds each check may take before it
+# counts as failed, so that a stalled Redis or a locked database answers 503
+# at once instead of hanging the probe.
+CHAT_HEALTH_TIMEOUT = env_float("CHAT_HEALTH_TIMEOUT", 1.0, minimum=0.05)
+
+# Throttles, each `<count>/<seconds>` or `off`, counted in the cache (Redis
+# with REDIS_URL, so every worker counts together); see chat/auth_throttle.py.
+# Failed logins (login page, admin login, a wrong old password on password
+# change) per username, and per client address; sign-up attempts per
+# username use the first too.
+CHAT_LOGIN_LIMIT_USER = env_rate("CHAT_LOGIN_LIMIT_USER", "10/900")
+CHAT_LOGIN_LIMIT_IP = env_rate("CHAT_LOGIN_LIMIT_IP", "30/900")
+# Sign-up attempts per client address.
+CHAT_SIGNUP_LIMIT_IP = env_rate("CHAT_SIGNUP_LIMIT_IP", "10/3600")
+# WebSocket origins allowed beyond the socket's own (scheme, host and port of
+# its Host header, that host being in ALLOWED_HOSTS): for pages served from
+# another origin. CSRF_TRUSTED_ORIGINS are allowed too. See chat/origins.py.
+CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
+
+# Rooms one user may create in an hour (0 = no limit).
+CHAT_ROOMS_PER_HOUR = env_int("CHAT_ROOMS_PER_HOUR", 10)
+# Add-member attempts naming no account, per room owner (`<count>/<seconds>`
+# or `off`, counted in the cache, so across workers with Redis): beyond it,
+# adding members waits, so the form cannot be used to list who has an account.
+CHAT_ADD_MEMBER_MISS_LIMIT = env_rate("CHAT_ADD_MEMBER_MISS_LIMIT", "20/3600")
+
+# The pages load only same-origin module scripts, stylesheets and images, and
+# open sockets to the same origin ('self' covers ws:/wss: of the page's own
+# host and port). No inline script or style, no plugins, no framing.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+# Powerful browser features nobody here needs, off for every frame.
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in [
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "usb",
+        "xr-spatial-tracking",
+    ]
+)
+
+# The largest request body Django reads: form posts here are a few KiB (an
+# admin action over a page of rows is the largest). Bigger bodies get 400;
+# the proxy in front refuses much bigger ones before they reach Daphne.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
 # Served over HTTPS (directly or behind a TLS-terminating proxy that sets
 # X-Forwarded-Proto): secure cookies, HSTS, redirect plain HTTP. Off by default
@@ -258,14 +393,19 @@ if SERVED_OVER_TLS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$"]
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "WARNING").strip().upper() or "WARNING"
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(
+        f"DJANGO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "WARNING")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

@@ -13,7 +13,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import connections
 from django.test import Client
 
@@ -21,13 +22,6 @@ from chat import hub, limits, presence, services
 from tests.servers import redis_server_url
 
 TIMEOUT = 5  # seconds to wait for any one expected frame
-
-
-class FastPBKDF2PasswordHasher(PBKDF2PasswordHasher):
-    """Same algorithm name, few iterations: the hash records its iteration
-    count, so live Daphne servers (default hashers) still verify it."""
-
-    iterations = 1000
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,6 +37,8 @@ def close_sync_thread_connections(django_db_setup):
 
 
 def _reset_layers():
+    if isinstance(caches["default"], LocMemCache):  # never FLUSHDB a shared Redis
+        caches["default"].clear()  # throttle counters start at zero in every test
     channel_layers.backends.clear()
     presence.reset_store()
     hub.forget_hubs()
@@ -52,11 +48,11 @@ def _reset_layers():
 @pytest.fixture(autouse=True)
 def fresh_layers(settings):
     """Every test starts with a fresh in-memory layer and presence store."""
-    settings.PASSWORD_HASHERS = ["tests.conftest.FastPBKDF2PasswordHasher"]
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
     }
     settings.REDIS_URL = ""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     _reset_layers()
     yield
     _reset_layers()

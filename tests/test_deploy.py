@@ -27,7 +27,7 @@ from django.core.management import CommandError, call_command
 
 from chat.management.commands import cluster
 from tests.cluster.clients import ChatClient, client_pool, make_member, make_room
-from tests.servers import ROOT, database_url_for_tests, free_port, wait_until
+from tests.servers import ROOT, database_url_for_tests, free_port, run_python, wait_until
 
 NGINX = cluster.find_nginx()
 needs_nginx = pytest.mark.skipif(
@@ -236,20 +236,6 @@ def user_directive() -> str:
 
 
 # ---------------------------------------------------------------- settings
-
-
-def run_python(*args, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CHAT_"))}
-    clean.pop("DATABASE_URL", None)
-    clean.pop("REDIS_URL", None)
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 PRODUCTION = {

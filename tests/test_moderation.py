@@ -337,6 +337,7 @@ async def test_room_moderator_cannot_ban_the_owner_or_another_moderator(
 
 async def test_staff_moderates_any_room(staff, alice, bob):
     other = await sync_to_async(services.create_room)(owner=alice, name="Anywhere")
+    await sync_to_async(services.join_room)(room=other, user=bob)
     response = await room_page_post(staff, f"/rooms/{other.slug}/users/bob/mute/")
     assert response.json() == {"ok": True}
     membership = await sync_to_async(Membership.objects.get)(room=other, user=bob)

@@ -118,20 +118,3 @@ def test_member_cannot_add_members(alice, bob, carol, private_room):
     services.add_member(room=private_room, actor=alice, username="bob")
     logged_in(bob).post("/rooms/secret-plans/members/", {"username": "carol"})
     assert not Membership.objects.filter(room=private_room, user=carol).exists()
-
-
-def test_healthz_ok(client):
-    response = client.get("/healthz")
-    assert response.status_code == 200 and response.json() == {"status": "ok"}
-
-
-def test_healthz_503_when_redis_is_down(client, settings):
-    from chat import views
-
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    views._redis_for_health = None
-    try:
-        response = client.get("/healthz")
-    finally:
-        views._redis_for_health = None
-    assert response.status_code == 503 and response.json()["status"] == "error"

@@ -12,7 +12,8 @@ from .access import (
     room_deleted,
     session_deleted,
 )
-from .errors import Forbidden, InvalidInput, Locked, Muted, RateLimited, ServiceError
+from .accounts import check_username, record_username
+from .errors import Forbidden, InvalidInput, Locked, Muted, NotFound, RateLimited, ServiceError
 from .messages import (
     MUTED_INDEFINITELY,
     Posted,
@@ -26,18 +27,20 @@ from .moderation import (
     ban_user,
     close_report,
     mute_user,
+    remove_member,
     remove_message,
     report_message,
     restore_message,
     set_account_active,
     set_role,
     set_room_locked,
+    set_room_owner,
     unban_user,
     unmute_user,
 )
 from .presence import close_presence, open_presence, refresh_presence
 from .reading import advance_read_position, mark_read
-from .rooms import add_member, create_room, join_room, slug_for
+from .rooms import add_member, check_room_name, create_room, join_room, slug_for
 from .sessions import end_session
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "InvalidInput",
     "Locked",
     "Muted",
+    "NotFound",
     "Posted",
     "RateLimited",
     "ServiceError",
@@ -58,6 +62,8 @@ __all__ = [
     "advance_read_position",
     "ban_user",
     "check_rate",
+    "check_room_name",
+    "check_username",
     "close_presence",
     "close_report",
     "create_room",
@@ -69,13 +75,16 @@ __all__ = [
     "notify_typing",
     "open_presence",
     "post_message",
+    "record_username",
     "refresh_presence",
+    "remove_member",
     "remove_message",
     "report_message",
     "restore_message",
     "set_account_active",
     "set_role",
     "set_room_locked",
+    "set_room_owner",
     "slug_for",
     "store_message",
     "unban_user",

@@ -42,3 +42,11 @@ class Forbidden(ServiceError):
     code = "forbidden"
     http_status = 403
     close_code = 4403  # e.g. a send racing a ban: the socket has no access left
+
+
+class NotFound(ServiceError):
+    """No such thing for this actor: the same answer whether it does not exist
+    or is out of the actor's reach, so that nothing can be probed."""
+
+    code = "not_found"
+    http_status = 404

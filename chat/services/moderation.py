@@ -10,21 +10,35 @@ from django.utils import timezone
 
 from .. import events, selectors, wire
 from ..models import Membership, Message, ModerationLog, Report, Room
-from .errors import Forbidden, InvalidInput
+from .errors import Forbidden, InvalidInput, NotFound
 from .messages import MUTED_INDEFINITELY
 
 
-def _require_moderator(*, actor, room: Room, target=None) -> None:
-    actor_rank = selectors.moderation_rank(user=actor, room=room)
+def _require_moderator(
+    *, actor, room: Room, perm: str = selectors.MODERATE_MEMBERS, target=None
+) -> None:
+    """The actor moderates `room` (for the kind of action `perm` stands for)
+    and outranks `target`, banned or not."""
+    actor_rank = selectors.moderation_rank(user=actor, room=room, perm=perm)
     if actor_rank < selectors.RANK_MODERATOR:
         raise Forbidden(f"You cannot moderate {room.name}.")
     if target is not None and target.pk != actor.pk:
-        if selectors.moderation_rank(user=target, room=room) >= actor_rank:
+        if selectors.standing_rank(user=target, room=room, perm=perm) >= actor_rank:
             raise Forbidden(f"You cannot moderate {target.username} in {room.name}.")
 
 
+def _require_power_over(
+    *, actor, room: Room, user, verb: str, perm: str = selectors.MODERATE_MEMBERS
+) -> None:
+    """For actions on a person: never on oneself (a muted moderator does not
+    unmute themself), and only on someone of lower rank."""
+    if user.pk == actor.pk:
+        raise Forbidden(f"You cannot {verb} yourself.")
+    _require_moderator(actor=actor, room=room, perm=perm, target=user)
+
+
 def _require_staff(*, actor, target) -> None:
-    if not (actor.is_staff and actor.is_active):
+    if not selectors.is_site_moderator(user=actor, perm=selectors.MANAGE_ACCOUNTS):
         raise Forbidden("Only site staff can do that.")
     if target.pk == actor.pk:
         raise Forbidden("You cannot do that to your own account.")
@@ -51,7 +65,9 @@ def remove_message(*, message: Message, actor, reason: str = "") -> bool:
     """Soft-delete a message: gone from history and resume, and every open
     socket in the room is told to drop it. False if it was removed already."""
     room = message.room
-    _require_moderator(actor=actor, room=room, target=message.author)
+    _require_moderator(
+        actor=actor, room=room, perm=selectors.MODERATE_MESSAGES, target=message.author
+    )
     removed = Message.objects.filter(pk=message.pk, deleted_at__isnull=True).update(
         deleted_at=timezone.now(), deleted_by=actor
     )
@@ -80,7 +96,9 @@ def restore_message(*, message: Message, actor, reason: str = "") -> bool:
     """Undo a removal: the message is back in history (open sockets see it on
     their next load; it keeps its place in seq order)."""
     room = message.room
-    _require_moderator(actor=actor, room=room, target=message.author)
+    _require_moderator(
+        actor=actor, room=room, perm=selectors.MODERATE_MESSAGES, target=message.author
+    )
     if not Message.objects.filter(pk=message.pk, deleted_at__isnull=False).update(
         deleted_at=None, deleted_by=None
     ):
@@ -99,7 +117,12 @@ def restore_message(*, message: Message, actor, reason: str = "") -> bool:
 
 
 def _membership_for_update(*, room: Room, user) -> Membership:
-    membership, _ = Membership.objects.select_for_update().get_or_create(room=room, user=user)
+    """The user's membership, locked. Moderation acts on members only: it
+    never creates a membership, which in a private room would let a
+    stranger in (a mute, or a ban and then an unban)."""
+    membership = Membership.objects.select_for_update().filter(room=room, user=user).first()
+    if membership is None:
+        raise NotFound(f"{user.username} is not a member of {room.name}.")
     return membership
 
 
@@ -107,9 +130,7 @@ def _membership_for_update(*, room: Room, user) -> Membership:
 def ban_user(*, room: Room, user, actor, reason: str = "") -> bool:
     """The user's open sockets in the room close with 4403 at once, on every
     worker, and they cannot come back until unbanned."""
-    _require_moderator(actor=actor, room=room, target=user)
-    if user.pk == actor.pk:
-        raise Forbidden("You cannot ban yourself.")
+    _require_power_over(actor=actor, room=room, user=user, verb="ban")
     membership = _membership_for_update(room=room, user=user)
     if membership.is_banned:
         return False
@@ -132,7 +153,7 @@ def ban_user(*, room: Room, user, actor, reason: str = "") -> bool:
 
 @transaction.atomic
 def unban_user(*, room: Room, user, actor, reason: str = "") -> bool:
-    _require_moderator(actor=actor, room=room)
+    _require_power_over(actor=actor, room=room, user=user, verb="unban")
     if not Membership.objects.filter(room=room, user=user, is_banned=True).update(is_banned=False):
         return False
     _log(
@@ -152,9 +173,7 @@ def mute_user(
 ) -> Membership:
     """Until `until` (None: until unmuted) the user's sends get `error muted`;
     nobody else sees anything."""
-    _require_moderator(actor=actor, room=room, target=user)
-    if user.pk == actor.pk:
-        raise Forbidden("You cannot mute yourself.")
+    _require_power_over(actor=actor, room=room, user=user, verb="mute")
     if until is not None and until <= timezone.now():
         raise InvalidInput("A mute must end in the future.")
     membership = _membership_for_update(room=room, user=user)
@@ -174,7 +193,7 @@ def mute_user(
 
 @transaction.atomic
 def unmute_user(*, room: Room, user, actor, reason: str = "") -> bool:
-    _require_moderator(actor=actor, room=room)
+    _require_power_over(actor=actor, room=room, user=user, verb="unmute")
     if not Membership.objects.filter(room=room, user=user, muted_until__gt=timezone.now()).update(
         muted_until=None
     ):
@@ -193,7 +212,7 @@ def unmute_user(*, room: Room, user, actor, reason: str = "") -> bool:
 @transaction.atomic
 def set_room_locked(*, room: Room, actor, locked: bool, reason: str = "") -> bool:
     """A locked room is read-only: every send gets `error locked`."""
-    _require_moderator(actor=actor, room=room)
+    _require_moderator(actor=actor, room=room, perm=selectors.MODERATE_ROOMS)
     if not Room.objects.filter(pk=room.pk, is_locked=not locked).update(is_locked=locked):
         return False
     room.is_locked = locked
@@ -242,9 +261,9 @@ def set_role(*, room: Room, user, role: str, actor, reason: str = "") -> Members
         raise InvalidInput("A role is either moderator or member (a room has one owner).")
     if selectors.moderation_rank(user=actor, room=room) < selectors.RANK_OWNER:
         raise Forbidden("Only the room's owner can change roles.")
-    membership = _membership_for_update(room=room, user=user)
-    if membership.role == Membership.Role.OWNER:
+    if user.pk == room.owner_id:
         raise Forbidden("The owner's role cannot be changed.")
+    membership = _membership_for_update(room=room, user=user)
     if membership.role != role:
         membership.role = role
         membership.save(update_fields=["role"])
@@ -257,6 +276,60 @@ def set_role(*, room: Room, user, role: str, actor, reason: str = "") -> Members
             summary=f"{actor.username} made {user.username} {role} of {room.slug}",
         )
     return membership
+
+
+@transaction.atomic
+def set_room_owner(*, room: Room, user, actor, reason: str = "") -> bool:
+    """Staff give a room to someone else (Room.owner is the one record of
+    ownership). The new owner becomes a member if they were not; the old one
+    stays a member with the role they had. False if nothing changed."""
+    if not selectors.is_site_moderator(user=actor, perm=selectors.MODERATE_ROOMS):
+        raise Forbidden("Only site staff can give a room to someone else.")
+    if not user.is_active:
+        raise InvalidInput(f"{user.username}'s account is deactivated.")
+    membership, _ = Membership.objects.select_for_update().get_or_create(room=room, user=user)
+    if membership.is_banned:
+        raise InvalidInput(f"{user.username} is banned from {room.name}: unban them first.")
+    previous = (
+        Room.objects.select_for_update().values_list("owner__username", flat=True).get(pk=room.pk)
+    )
+    if not Room.objects.filter(pk=room.pk).exclude(owner=user).update(owner=user):
+        return False
+    room.owner = user
+    _log(
+        actor=actor,
+        action=ModerationLog.Action.SET_OWNER,
+        reason=reason,
+        room=room,
+        target_user=user,
+        summary=f"{actor.username} gave {room.slug} from {previous} to {user.username}",
+    )
+    return True
+
+
+@transaction.atomic
+def remove_member(*, room: Room, user, actor, reason: str = "") -> None:
+    """Remove someone of lower rank from a room (in a private room they lose
+    access), written to the log. A ban is not lifted this way: deleting a
+    banned membership would be an unban without the log, so it is refused
+    (unban first). The owner's membership stays while they own the room."""
+    _require_power_over(
+        actor=actor, room=room, user=user, verb="remove", perm=selectors.REMOVE_MEMBERS
+    )
+    membership = _membership_for_update(room=room, user=user)
+    if membership.is_banned:
+        raise Forbidden(f"{user.username} is banned from {room.name}: unban them first.")
+    if user.pk == room.owner_id:
+        raise Forbidden(f"{user.username} owns {room.name}: give the room to someone else first.")
+    membership.delete()
+    _log(
+        actor=actor,
+        action=ModerationLog.Action.REMOVE_MEMBER,
+        reason=reason,
+        room=room,
+        target_user=user,
+        summary=f"{actor.username} removed {user.username} from {room.slug}",
+    )
 
 
 def report_message(*, message: Message, reporter, reason: str = "") -> Report:
@@ -277,7 +350,7 @@ def report_message(*, message: Message, reporter, reason: str = "") -> Report:
 def close_report(*, report: Report, actor, resolved: bool, reason: str = "") -> bool:
     """Resolve (acted on) or dismiss (nothing wrong) an open report."""
     room = report.message.room
-    _require_moderator(actor=actor, room=room)
+    _require_moderator(actor=actor, room=room, perm=selectors.MODERATE_REPORTS)
     status = Report.Status.RESOLVED if resolved else Report.Status.DISMISSED
     if not Report.objects.filter(pk=report.pk, status=Report.Status.OPEN).update(
         status=status, handled_by=actor, handled_at=timezone.now()

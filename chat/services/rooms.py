@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import secrets
+import string
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.text import slugify
 
+from .. import selectors, text, throttle
 from ..models import Membership, Room
-from .errors import Forbidden, InvalidInput
+from .errors import Forbidden, InvalidInput, RateLimited
+
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 # Letters that NFKD does not take apart into ASCII: Cyrillic (a common
 # simplified romanization) and a few Latin ones.
@@ -31,35 +39,120 @@ def slug_for(name: str) -> str:
     return f"room-{secrets.token_hex(4)}"
 
 
-@transaction.atomic
-def create_room(*, owner, name: str, is_private: bool = False) -> Room:
+def _plain_name(name: str) -> str:
     name = name.strip()
-    if not name:
+    if text.is_blank(name):
         raise InvalidInput("A room needs a name.")
     if len(name) > 100:
         raise InvalidInput("A room name has at most 100 characters.")
-    slug = slug_for(name)
-    if not slug:
+    if text.has_hidden(name):
+        raise InvalidInput("A room name cannot contain invisible or direction-changing characters.")
+    return name
+
+
+def _refuse_look_alike(*, name: str, among, room_pk: int | None = None) -> None:
+    look_alike = among.filter(name_skeleton=text.skeleton(name)[:300]).exclude(pk=room_pk).first()
+    if look_alike is not None:
+        raise InvalidInput(
+            f"That name looks too much like the room '{look_alike.name}'; choose another."
+        )
+
+
+def check_room_name(*, name: str, among, room_pk: int | None = None) -> str:
+    """The name, stripped, if a room may have it: not blank, not too long, no
+    hidden characters, and not looking like the name of a room in `among`
+    (other than room `room_pk`): see chat.text.skeleton."""
+    name = _plain_name(name)
+    _refuse_look_alike(name=name, among=among, room_pk=room_pk)
+    return name
+
+
+def _check_rooms_per_hour(owner) -> None:
+    """At most CHAT_ROOMS_PER_HOUR rooms created by one user in an hour
+    (staff who may add rooms in the admin are not counted)."""
+    cap = settings.CHAT_ROOMS_PER_HOUR
+    if not cap or selectors.is_site_moderator(user=owner, perm="chat.add_room"):
+        return
+    # One creation at a time per user, so that parallel requests cannot
+    # both squeeze under the cap.
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    since = timezone.now() - timedelta(hours=1)
+    recent = list(
+        Room.objects.filter(owner=owner, created__gte=since)
+        .order_by("-created")
+        .values_list("created", flat=True)[:cap]
+    )
+    if len(recent) >= cap:
+        wait = (recent[-1] + timedelta(hours=1) - timezone.now()).total_seconds()
+        raise RateLimited(
+            f"You can create {cap} rooms an hour; try again {throttle.wait_text(wait)}.",
+            retry_after=round(max(wait, 1.0), 1),
+        )
+
+
+def _slugs_to_try(base: str):
+    """The name's own slug, then a few with a random suffix."""
+    yield base
+    for _ in range(5):
+        suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(6))
+        yield f"{base[:43].strip('-')}-{suffix}"
+
+
+@transaction.atomic
+def create_room(*, owner, name: str, is_private: bool = False) -> Room:
+    """A room whose address (slug) comes from its name.
+
+    The name may not look like the name of a room the owner can see (the
+    public ones and their own private ones): see chat.text.skeleton. A slug
+    taken by a room the owner can see is a clear error; a slug taken by a
+    private room they cannot see is passed over for one with a random
+    suffix, so that creating rooms does not tell anyone which private rooms
+    exist."""
+    name = _plain_name(name)
+    base = slug_for(name)
+    if not base:
         raise InvalidInput("A room name needs at least one letter or digit.")
-    if Room.objects.filter(slug=slug).exists():
-        raise InvalidInput(f"A room with the address '{slug}' exists already.")
-    try:
-        with transaction.atomic():
-            room = Room.objects.create(name=name, slug=slug, is_private=is_private, owner=owner)
-    except IntegrityError:  # created by someone else a moment ago
-        raise InvalidInput(f"A room with the address '{slug}' exists already.") from None
-    Membership.objects.create(room=room, user=owner, role=Membership.Role.OWNER)
-    return room
+    known = Room.objects.filter(Q(is_private=False) | Q(pk__in=Room.objects.visible_to(owner)))
+    if known.filter(slug=base).exists():
+        raise InvalidInput(f"A room with the address '{base}' exists already.")
+    _refuse_look_alike(name=name, among=known)
+    _check_rooms_per_hour(owner)
+    for slug in _slugs_to_try(base):
+        try:
+            with transaction.atomic():
+                room = Room.objects.create(
+                    name=name,
+                    name_skeleton=text.skeleton(name)[:300],
+                    slug=slug,
+                    is_private=is_private,
+                    owner=owner,
+                )
+        except IntegrityError:  # a room the owner cannot see, or one made a moment ago
+            continue
+        Membership.objects.create(room=room, user=owner)
+        return room
+    raise InvalidInput("No free address for that name; choose another name.")
 
 
-def add_member(*, room: Room, actor, username: str) -> Membership:
-    """The room's owner (or site staff) adds a member by username."""
-    if not (actor.is_staff or room.owner_id == actor.pk):
+def add_member(*, room: Room, actor, username: str) -> Membership | None:
+    """The room's owner (or staff) adds a member by username. None when no
+    account has that name: callers answer the same either way, so that the
+    form cannot be used to find out who has an account. Names that match
+    nobody are counted per actor (CHAT_ADD_MEMBER_MISS_LIMIT), and past the
+    limit the form waits."""
+    if not selectors.can_add_members(user=actor, room=room):
         raise Forbidden("Only the room's owner can add members.")
-    try:
-        user = get_user_model().objects.get(username=username.strip())
-    except get_user_model().DoesNotExist:
-        raise InvalidInput(f"There is no user called '{username.strip()}'.") from None
+    limit = settings.CHAT_ADD_MEMBER_MISS_LIMIT
+    wait = throttle.retry_after("add-member-miss", str(actor.pk), limit)
+    if wait is not None:
+        raise RateLimited(
+            f"Too many names that matched no account; try again {throttle.wait_text(wait)}.",
+            retry_after=round(wait, 1),
+        )
+    user = get_user_model().objects.filter(username=username.strip()).first()
+    if user is None:
+        throttle.record("add-member-miss", str(actor.pk), limit)
+        return None
     membership, _ = Membership.objects.get_or_create(room=room, user=user)
     return membership
 

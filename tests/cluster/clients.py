@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -61,6 +63,20 @@ make_room = sync_to_async(_make_room)
 # ---------------------------------------------------------------- clients
 
 
+class Refused(Exception):
+    """The server closed the socket before its hello."""
+
+    def __init__(self, code: int | None, reason: str):
+        super().__init__(f"closed with {code} {reason}")
+        self.code, self.reason = code, reason
+
+    @property
+    def retry_after(self) -> float:
+        """1013's hint (`retry_after=<seconds>`), or 0."""
+        hint = re.search(r"retry_after=([\d.]+)", self.reason)
+        return float(hint[1]) if hint else 0.0
+
+
 class ChatClient:
     """One WebSocket to one server. A reader task records every frame."""
 
@@ -85,7 +101,9 @@ class ChatClient:
             open_timeout=TIMEOUT,
         )
         client = cls(member, ws, f"{member.name}@{base.rsplit(':', 1)[-1]}")
-        await client.wait(lambda: len(client.frames) >= 2, "hello and history")
+        await client.wait(lambda: len(client.frames) >= 2 or client.closed, "hello and history")
+        if client.closed and len(client.frames) < 2:
+            raise Refused(client.close_code, ws.close_reason or "")
         assert client.hello["type"] == "hello", client.frames
         assert client.history["type"] == "history", client.frames
         return client
@@ -203,3 +221,132 @@ async def client_pool():
         for client in opened:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 5)
+
+
+# ---------------------------------------------------------------- a client like the page
+
+
+class ResumingClient:
+    """Behaves as the room page does: when its socket ends (but with 4401 or
+    4403) it reconnects, to the next of `bases`, with `after` the last seq it
+    has; it re-sends what was not acknowledged with the same client_id, and
+    sends again after `unavailable` or `rate_limited` once `retry_after` has
+    passed. It keeps every message it got, over all its connections, and
+    every close code it saw."""
+
+    def __init__(self, member: Member, bases: list[str], slug: str):
+        self.member, self.bases, self.slug = member, bases, slug
+        self.received: list[dict] = []  # message objects, in arrival order
+        self.close_codes: list[int | None] = []
+        self.statuses: list[str] = []
+        self.acks: dict[str, dict] = {}
+        self.unacked: dict[str, str] = {}  # client_id: body
+        self.client: ChatClient | None = None
+        self.connections = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopped = False
+
+    async def start(self, timeout: float = TIMEOUT) -> ResumingClient:
+        self._task = asyncio.create_task(self._run())
+        await self.wait(lambda: self.client is not None, "the first connection", timeout)
+        return self
+
+    @property
+    def seqs(self) -> list[int]:
+        return [m["seq"] for m in self.received]
+
+    async def _run(self):
+        retry = 0.05
+        while not self._stopped:
+            base = self.bases[self.connections % len(self.bases)]
+            after = self.received[-1]["seq"] if self.received else None
+            try:
+                client = await ChatClient.open(self.member, base, self.slug, after)
+            except Refused as refused:
+                self.connections += 1
+                self.close_codes.append(refused.code)
+                if refused.code in (4401, 4403):
+                    return
+                # As the page does: the server's hint plus a random part of it.
+                pause = refused.retry_after * (1 + random.random()) or retry
+                await asyncio.sleep(pause)  # the client's own backoff, not synchronisation
+                retry = min(retry * 2, 1.0)
+                continue
+            except Exception:  # dropped, or the worker is gone
+                self.connections += 1
+                await asyncio.sleep(retry * (1 + random.random()))  # the client's backoff
+                retry = min(retry * 2, 1.0)
+                continue
+            retry = 0.05
+            self.connections += 1
+            self.client, seen = client, 2  # hello and history are in
+            self.received += client.history["messages"]
+            for client_id, body in list(self.unacked.items()):
+                await self._send_frame(client_id, body)
+            while True:
+                await client.wait(lambda c=client, n=seen: len(c.frames) > n, "a frame", 3600)
+                for frame in client.frames[seen:]:
+                    await self._take(frame)
+                seen = len(client.frames)
+                self._changed.set()
+                if client.closed:
+                    break
+            self.close_codes.append(client.close_code)
+            if client.close_code in (4401, 4403):
+                return
+
+    async def _take(self, frame: dict):
+        kind = frame["type"]
+        if kind == "message":
+            self.received.append(frame["message"])
+        elif kind == "messages":
+            self.received += frame["messages"]
+        elif kind == "ack":
+            self.acks[frame["client_id"]] = frame
+            self.unacked.pop(frame["client_id"], None)
+        elif kind == "status":
+            self.statuses.append(frame["fanout"])
+        elif kind == "error" and frame["code"] in ("unavailable", "rate_limited"):
+            asyncio.get_running_loop().call_later(
+                frame.get("retry_after", 1), lambda: asyncio.ensure_future(self._resend())
+            )
+
+    async def _resend(self):
+        for client_id, body in list(self.unacked.items()):
+            await self._send_frame(client_id, body)
+
+    async def _send_frame(self, client_id: str, body: str):
+        with contextlib.suppress(Exception):  # the socket is gone: sent after reconnecting
+            await self.client.send(type="message.send", body=body, client_id=client_id)
+
+    async def send(self, body: str, client_id: str) -> None:
+        """Send (it is retried until acknowledged, across reconnects)."""
+        self.unacked[client_id] = body
+        await self._send_frame(client_id, body)
+
+    async def wait(self, predicate, what: str, timeout: float = TIMEOUT):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self._changed.clear()
+            result = predicate()
+            if result:
+                return result
+            if loop.time() > deadline:
+                raise AssertionError(
+                    f"{self.member.name}: {what} did not happen within {timeout}s; "
+                    f"close codes {self.close_codes}, seqs {self.seqs[-10:]}"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 0.25)
+
+    async def stop(self):
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.client.close(), 5)

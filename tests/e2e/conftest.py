@@ -124,17 +124,32 @@ def browser(chromium, daphne_server):
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+def csp_violation(message) -> str | None:
+    """The text of a console message that reports a Content-Security-Policy
+    violation (Chromium logs each as an error), else None."""
+    if message.type == "error" and "Content Security Policy" in message.text:
+        return message.text
+    return None
+
+
+def watch(page, errors: list, violations: list) -> None:
+    page.on("pageerror", lambda error: errors.append(error))
+    page.on("console", lambda message: violations.append(csp_violation(message)))
+
+
 @pytest.fixture
 def new_context(browser):
     """new_context(**options) -> a fresh browser context (its own cookies: one
-    user); options go to Playwright's browser.new_context."""
-    contexts, errors = [], []
+    user); options go to Playwright's browser.new_context. Every page in it
+    must run without uncaught errors and without a single
+    Content-Security-Policy violation."""
+    contexts, errors, violations = [], [], []
 
     def make(**options):
         options.setdefault("viewport", {"width": 1100, "height": 720})
         context = browser.new_context(**options)
         context.set_default_timeout(TIMEOUT_MS)
-        context.on("page", lambda page: page.on("pageerror", lambda error: errors.append(error)))
+        context.on("page", lambda page: watch(page, errors, violations))
         contexts.append(context)
         return context
 
@@ -142,6 +157,8 @@ def new_context(browser):
     for context in contexts:
         context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+    violations = [v for v in violations if v]
+    assert not violations, f"Content-Security-Policy violations: {violations}"
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ def test_unread_count_and_divider_across_two_users(live, lobby):
     expect(bodies(bob)).to_have_text(["first, read by both"])
     expect(bob).to_have_title("Lobby · Chat")
     # Bob saw it: his position is stored on the server.
-    bob.wait_for_function("window.chat.readSeq === 1")
+    bob.wait_for_function("() => window.chat.readSeq === 1")
     bob.goto(live.url + "/")
 
     send(alice, "second, while Bob is away")
@@ -106,7 +106,7 @@ def test_unread_count_and_divider_across_two_users(live, lobby):
     first_unread = message_item(bob, "second, while Bob is away")
     expect(first_unread.locator(".unread-divider")).to_be_visible()
     # Seen now: stored, and the directory agrees.
-    bob.wait_for_function("window.chat.readSeq === 3")
+    bob.wait_for_function("() => window.chat.readSeq === 3")
     expect(divider).to_have_count(1)  # stays for this visit
     wait_until(lambda: read_position(room, "bob") == 3, 5, "Bob's read position stored")
     bob.goto(live.url + "/")
@@ -151,7 +151,7 @@ def test_new_messages_button_when_scrolled_up(live, lobby):
 
     bob.get_by_role("log").hover()
     bob.mouse.wheel(0, -100_000)
-    bob.wait_for_function("document.getElementById('timeline').scrollTop < 50")
+    bob.wait_for_function("() => document.getElementById('timeline').scrollTop < 50")
     open_room(alice, live, "lobby")
     send(alice, "something new")
     expect(button).to_be_visible()
@@ -203,7 +203,7 @@ def test_mentions_are_completed_highlighted_and_notified(live, new_context, make
     expect(item).to_have_class(re.compile(r"\bmentions-me\b"))
     expect(item.locator(".mention-me")).to_have_text("@alice")
     expect(item.get_by_text("mentions you")).to_be_visible()
-    alice.wait_for_function("window.__notifications.length === 1")
+    alice.wait_for_function("() => window.__notifications.length === 1")
     assert alice.evaluate("window.__notifications") == [
         {"title": "bob mentioned you in Lobby", "body": "thanks @alice for the review"}
     ]
@@ -215,7 +215,7 @@ def test_mentions_are_completed_highlighted_and_notified(live, new_context, make
     level.select_option("all")
     look_away(alice)
     send(bob, "another plain one")
-    alice.wait_for_function("window.__notifications.length === 2")
+    alice.wait_for_function("() => window.__notifications.length === 2")
     assert alice.evaluate("window.__notifications[1].title") == "bob in Lobby"
     # Looking at the room: no notification, whatever the level.
     look_back(alice)
@@ -391,7 +391,7 @@ def test_loading_placeholder_until_the_history_arrives(live, new_page, make_user
     page.goto(live.url + "/rooms/slow/")
     expect(page.get_by_text("Loading messages…")).to_be_visible()
     expect(page.get_by_role("heading", name="Say hello")).to_be_hidden()
-    page.wait_for_function("true")  # let the route see the socket
+    page.wait_for_function("() => true")  # let the route see the socket
     assert held
     held[0].send(
         '{"type": "hello", "user": "alice", "room": {"slug": "slow", "name": "Slow"}, '

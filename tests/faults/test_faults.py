@@ -1,0 +1,213 @@
+"""Faults without drama (issue 14), on real processes: Redis killed and
+restarted mid-traffic, Redis stalled, the database away, SIGTERM, and a
+reconnect storm. Clients behave as the page does (tests/cluster/clients.py
+ResumingClient). Each test prints what it measured."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import time
+import urllib.request
+
+import pytest
+from django.db import connection
+
+from tests.cluster.clients import ChatClient, ResumingClient
+
+pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
+
+
+def no_server_fault(*clients: ResumingClient) -> None:
+    codes = [code for client in clients for code in client.close_codes]
+    assert 1011 not in codes, f"a socket ended with 1011: {codes}"
+
+
+async def all_acked(client: ResumingClient, timeout: float = 20):
+    await client.wait(lambda: not client.unacked, "every send acknowledged", timeout)
+
+
+async def test_redis_killed_and_restarted_mid_traffic_loses_nothing(
+    own_redis, fault_workers, make_member, make_room
+):
+    w0, w1 = fault_workers
+    alice, bob, carol = [await make_member(n) for n in ("r-alice", "r-bob", "r-carol")]
+    room = await make_room(alice)
+    a = await ResumingClient(alice, [w0.ws, w1.ws], room.slug).start()
+    b = await ResumingClient(bob, [w1.ws, w0.ws], room.slug).start()
+    for i in range(5):
+        await a.send(f"before #{i}", f"before-{i}")
+    await b.wait(lambda: b.seqs == list(range(1, 6)), "the first five")
+
+    own_redis.kill()
+    killed = time.monotonic()
+    for i in range(5):
+        await a.send(f"during #{i}", f"during-{i}")
+    await all_acked(a)  # stored and acknowledged with Redis away
+    await b.wait(lambda: len(b.seqs) == 10, "the messages sent during the outage", timeout=15)
+    during = time.monotonic() - killed
+    await b.wait(lambda: "degraded" in b.statuses, "the degraded fan-out status")
+    # A socket opening during the outage opens (no HTTP 500, no 1011).
+    c = await ResumingClient(carol, [w1.ws], room.slug).start()
+    assert c.seqs == list(range(1, 11))
+
+    own_redis.start()
+    restarted = time.monotonic()
+    await b.wait(lambda: b.statuses[-1:] == ["ok"], "the fan-out status back to ok", 15)
+    for i in range(5):
+        await a.send(f"after #{i}", f"after-{i}")
+    await all_acked(a)
+    for client in (a, b, c):
+        await client.wait(lambda cl=client: len(cl.seqs) >= 15, "all fifteen", 15)
+        assert client.seqs == list(range(1, 16)), f"{client.member.name}: {client.seqs}"
+    back = time.monotonic() - restarted
+    no_server_fault(a, b, c)
+    print(
+        f"\nduring the outage messages arrived within {during:.1f}s (from the database); "
+        f"fan-out back {back:.1f}s after Redis returned"
+    )
+    for client in (a, b, c):
+        await client.stop()
+
+
+async def test_a_stalled_redis_neither_hangs_health_checks_nor_drops_sockets(
+    own_redis, fault_workers, make_member, make_room
+):
+    w0, w1 = fault_workers
+    alice, bob = await make_member("s-alice"), await make_member("s-bob")
+    room = await make_room(alice)
+    a = await ResumingClient(alice, [w0.ws], room.slug).start()
+    b = await ResumingClient(bob, [w1.ws], room.slug).start()
+    stall = own_redis.stall(5)
+    answered = []
+    for path in ("/healthz", "/readyz"):
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # 503 raises; its timing is what counts
+            urllib.request.urlopen(w0.http + path, timeout=10)
+        answered.append(time.monotonic() - started)
+    await a.send("during the stall", "stalled-1")
+    await all_acked(a)
+    await b.wait(lambda: len(b.seqs) == 1, "the message sent during the stall", timeout=20)
+    stall.wait(10)
+    no_server_fault(a, b)
+    assert a.close_codes == [] and b.close_codes == []
+    assert max(answered) < 4, f"health checks took {answered}"
+    print(f"\nhealth checks answered in {', '.join(f'{t:.1f}s' for t in answered)}")
+    await a.stop()
+    await b.stop()
+
+
+@contextlib.contextmanager
+def database_away():
+    """The database refuses writes: SQLite held under an exclusive lock (the
+    workers give up after CHAT_SQLITE_LOCK_TIMEOUT), PostgreSQL refusing
+    connections to the test database, the workers' ones cut."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        held = sqlite3.connect(settings["NAME"], isolation_level=None, timeout=10)
+        held.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            held.execute("ROLLBACK")
+            held.close()
+        return
+    import psycopg
+
+    admin = psycopg.connect(
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+        user=settings["USER"] or "postgres",
+        dbname="postgres",
+        autocommit=True,
+    )
+    name = settings["NAME"]
+    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %s AND application_name = 'chat-worker'",
+        [name],
+    )
+    try:
+        yield
+    finally:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.close()
+
+
+async def test_the_database_away_gives_clear_errors_and_everything_recovers(
+    own_redis, fault_workers, make_member, make_room
+):
+    w0, w1 = fault_workers
+    alice, bob = await make_member("d-alice"), await make_member("d-bob")
+    room = await make_room(alice)
+    a = await ResumingClient(alice, [w0.ws, w1.ws], room.slug).start()
+    b = await ResumingClient(bob, [w1.ws, w0.ws], room.slug).start()
+    await a.send("before", "db-before")
+    await b.wait(lambda: b.seqs == [1], "the first message")
+    errors_before = _errors(a)
+    with database_away():
+        away = time.monotonic()
+        await a.send("while the database is away", "db-during")
+        await a.client.wait(
+            lambda: _errors(a) > errors_before, "an `unavailable` error", timeout=15
+        )
+        assert a.unacked  # refused, not stored: nothing was acknowledged
+    await all_acked(a)  # sent again by the client, stored once
+    recovered = time.monotonic() - away
+    await b.wait(lambda: b.seqs == [1, 2], "the message sent while it was away", 15)
+    no_server_fault(a, b)
+    print(f"\nunavailable while the database was away; stored {recovered:.1f}s after it left")
+    await a.stop()
+    await b.stop()
+
+
+def _errors(client: ResumingClient) -> int:
+    frames = [f for c in [client.client] if c for f in c.frames]
+    return sum(f["type"] == "error" and f["code"] == "unavailable" for f in frames)
+
+
+async def test_sigterm_closes_sockets_with_1012_and_says_leave_at_once(
+    own_redis, fault_workers, make_member, make_room
+):
+    w0, w1 = fault_workers
+    leaver, watcher = await make_member("t-leaver"), await make_member("t-watcher")
+    room = await make_room(leaver)
+    moving = await ChatClient.open(leaver, w0.ws, room.slug)
+    seeing = await ChatClient.open(watcher, w1.ws, room.slug)
+    assert seeing.hello["online"] == ["t-leaver", "t-watcher"]
+    os_started = time.monotonic()
+    w0.proc.send_signal(signal.SIGTERM)
+    await moving.wait(lambda: moving.closed, "the close", timeout=5)
+    closed_in = time.monotonic() - os_started
+    assert moving.close_code == 1012
+    await seeing.wait_presence("leave", "t-leaver", timeout=5)
+    left_in = time.monotonic() - os_started
+    await asyncio.to_thread(w0.proc.wait, 10)
+    exited_in = time.monotonic() - os_started
+    assert closed_in < 1 and left_in < 1.5, (closed_in, left_in)
+    assert exited_in < 8, exited_in
+    print(f"\n1012 after {closed_in:.2f}s, leave after {left_in:.2f}s, exit after {exited_in:.1f}s")
+    await seeing.close()
+
+
+STORM = int(os.environ.get("CHAT_TEST_STORM", "1000"))
+
+
+async def test_a_storm_of_a_thousand_sockets_on_one_worker_is_served_within_10s(
+    own_redis, fault_workers, make_member, make_room
+):
+    w0, _ = fault_workers
+    members = [await make_member(f"storm-{i}") for i in range(10)]
+    room = await make_room(members[0])
+    started = time.monotonic()
+    clients = [ResumingClient(members[i % 10], [w0.ws], room.slug) for i in range(STORM)]
+    await asyncio.gather(*(client.start(timeout=30) for client in clients))
+    took = time.monotonic() - started
+    refused = sum(client.close_codes.count(1013) for client in clients)
+    print(f"\n{STORM} sockets served in {took:.1f}s ({refused} turned away to come back later)")
+    assert took < 10
+    await asyncio.gather(*(client.stop() for client in clients))
