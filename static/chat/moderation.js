@@ -98,18 +98,20 @@ export class Moderation {
       this.memberOutcome.textContent = "Could not load the members; try again.";
       return;
     }
-    this.memberList.replaceChildren(...answer.members.map((member) => this.memberRow(member)));
+    this.memberList.replaceChildren(
+      ...answer.members.map((member, index) => this.memberRow(member, index)),
+    );
     this.memberMore.hidden = !answer.more;
     if (!answer.members.length) this.memberList.append(el("li", "muted", "Nobody by that name."));
     const row = focusUser && this.memberList.querySelector(`[data-user="${CSS.escape(focusUser)}"]`);
     row?.querySelector("button")?.focus();
   }
 
-  memberRow(member) {
+  memberRow(member, index) {
     const row = el("li", "member-state");
     row.dataset.user = member.user;
     const name = el("span", "member-name", member.user);
-    name.id = `member-${member.user.replace(/[^\w-]/g, "_")}`;
+    name.id = `member-${index}`;
     const badges = el("span", "member-badges");
     if (member.role !== "member") badges.append(el("span", "badge", member.role));
     if (member.user === this.me) badges.append(el("span", "badge", "you"));

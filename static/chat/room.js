@@ -55,7 +55,9 @@ const messages = new MessageList(
 const online = new OnlineList(onlineBox, me);
 const announcer = new Announcer(document.getElementById("announcer"));
 const mute = new MuteBanner(document.getElementById("mute-notice"));
-if (root.dataset.mutedUntil) mute.set(root.dataset.mutedUntil === "indefinitely" ? null : root.dataset.mutedUntil);
+// Muted already when the page was made: "indefinitely", or when it ends.
+const mutedUntil = root.dataset.mutedUntil;
+if (mutedUntil) mute.set(mutedUntil === "indefinitely" ? null : mutedUntil);
 const typing = new TypingLine(document.getElementById("typing"));
 const notifier = new Notifier({
   slug,
