@@ -46,6 +46,12 @@ def open_room(page, live, slug):
     expect(page.get_by_role("status")).to_have_text("Connected")
 
 
+def enter_room(page, live, username, slug):
+    """Log in through the form, then open the room."""
+    log_in(page, live, username)
+    open_room(page, live, slug)
+
+
 def bodies(page):
     return page.get_by_role("log").locator(".body")
 

@@ -9,9 +9,9 @@ import pytest
 from playwright.sync_api import expect
 
 from chat import services
-from chat.models import Message
-from tests.e2e.audit import violations
-from tests.e2e.pages import log_in, off_loop, open_room, send
+from chat.models import Membership, Message, ModerationLog, Report
+from tests.e2e.audit import AUDITED_CONTEXT, violations
+from tests.e2e.pages import enter_room, log_in, off_loop, open_room, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -42,7 +42,7 @@ def busy_room(make_user):
     )
     carol = make_user("carol")
     services.join_room(room=room, user=carol)
-    services.mute_user(room=room, user=carol, actor=alice, reason="cool down")
+    off_loop(services.mute_user, room=room, user=carol, actor=alice, reason="cool down")
     services.create_room(owner=alice, name="Private plans", is_private=True)
     return room
 
@@ -57,14 +57,27 @@ PAGES = [
     "/admin/chat/membership/",
     "/admin/chat/message/",
     "/admin/chat/report/",
+    "/admin/chat/report/?status=all",
     "/admin/chat/moderationlog/",
     "/admin/auth/user/",
+    # Change and view forms: {room}, {membership}, {entry} and {report} are
+    # the busy room's, a membership in it, a log entry and the report.
+    "/admin/chat/room/{room}/change/",
+    "/admin/chat/membership/{membership}/change/",
+    "/admin/chat/moderationlog/{entry}/change/",
+    "/admin/chat/report/{report}/change/",
 ]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_no_serious_violation_on_any_page(live, new_context, busy_room, scheme):
-    page = new_context(color_scheme=scheme).new_page()
+    page = new_context(color_scheme=scheme, **AUDITED_CONTEXT).new_page()
+    ids = {
+        "room": busy_room.pk,
+        "membership": Membership.objects.filter(room=busy_room).first().pk,
+        "entry": ModerationLog.objects.first().pk,
+        "report": Report.objects.get().pk,
+    }
     found = {}
     for path in ["/accounts/login/", "/accounts/signup/"]:
         page.goto(live.url + path)
@@ -75,13 +88,53 @@ def test_axe_finds_no_serious_violation_on_any_page(live, new_context, busy_room
             open_room(page, live, "lobby")
             expect(page.get_by_role("log").locator(".message")).not_to_have_count(0)
         else:
-            page.goto(live.url + path)
+            page.goto(live.url + path.format(**ids))
+            assert page.title() and "Not Found" not in page.title(), path
         found[path] = violations(page)
     for path, lines in found.items():
         print(f"{path}: {len(lines)}")
         for line in lines:
             print("   ", line)
     assert {path: lines for path, lines in found.items() if lines} == {}
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+
+
+@pytest.mark.parametrize(
+    "look", [{"color_scheme": "light", **DESKTOP}, {"color_scheme": "dark", **PHONE}]
+)
+def test_axe_finds_no_serious_violation_in_the_room_in_use(live, new_context, busy_room, look):
+    """The states a person brings about: a message with the keyboard on it
+    (its actions showing), the members dialog, the mute dialog over it, a
+    removed message's placeholder, and the muted member's banner."""
+    alice = new_context(**look, **AUDITED_CONTEXT).new_page()
+    carol = new_context(**look, **AUDITED_CONTEXT).new_page()
+    enter_room(carol, live, "carol", "lobby")
+    enter_room(alice, live, "alice", "lobby")
+    found = {}
+    messages = alice.get_by_role("log").locator(".message")
+    messages.last.focus()
+    alice.keyboard.press("ArrowUp")
+    found["a focused message"] = violations(alice)
+
+    messages.last.get_by_role("button", name="Remove message from alice").click()
+    alice.locator("#mod-dialog").get_by_role("button", name="Remove", exact=True).click()
+    expect(alice.locator(".removed-note")).to_have_count(1)
+    found["a removed message"] = violations(alice)
+
+    alice.get_by_role("button", name="Manage members").click()
+    dialog = alice.get_by_role("dialog", name="Members of Lobby")
+    expect(dialog.locator(".member-name")).to_have_text(["alice", "carol", "bob"])
+    found["the members dialog"] = violations(alice)
+    dialog.get_by_role("group", name="bob").get_by_role("button", name="Mute").click()
+    expect(alice.locator("#mod-dialog")).to_be_visible()
+    found["the mute dialog"] = violations(alice)
+
+    expect(carol.locator(".mute-banner")).to_be_visible()
+    found["the muted member's page"] = violations(carol)
+    assert {state: lines for state, lines in found.items() if lines} == {}
 
 
 # ------------------------------------------------------------------ keyboard
@@ -130,10 +183,8 @@ def test_the_composer_is_a_few_tab_presses_from_the_top(live, new_page, busy_roo
 
 def test_arrow_keys_move_between_messages_and_tab_reaches_their_actions(live, new_page, busy_room):
     page, bob = new_page(), new_page()
-    log_in(page, live, "alice")
-    log_in(bob, live, "bob")
-    open_room(bob, live, "lobby")
-    open_room(page, live, "lobby")
+    enter_room(bob, live, "bob", "lobby")
+    enter_room(page, live, "alice", "lobby")
     messages = page.get_by_role("log").locator(".message")
     expect(messages).to_have_count(40)
     composer = page.get_by_role("textbox", name="Message")
@@ -238,10 +289,8 @@ def test_history_is_not_read_out_and_new_messages_are(live, new_context, make_us
     context = new_context()
     context.add_init_script(LIVE_RECORDER)
     alice, bob = context.new_page(), new_context().new_page()
-    log_in(alice, live, "alice")
-    log_in(bob, live, "bob")
-    open_room(alice, live, "lobby")
-    open_room(bob, live, "lobby")
+    enter_room(alice, live, "alice", "lobby")
+    enter_room(bob, live, "bob", "lobby")
     messages = alice.get_by_role("log").locator(".message")
     expect(messages).to_have_count(50)
     messages.last.focus()
