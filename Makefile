@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 3
 
-.PHONY: install run test lint cluster bench clean
+.PHONY: install run test compose-test nginx-conf lint cluster bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# docker-compose.yml for real, three replicas behind nginx (tests/compose/):
+# needs Docker (starts dockerd when none runs) and a few minutes; not in `make test`.
+compose-test: install
+	CHAT_COMPOSE_TEST=1 $(PY) -m pytest tests/compose -v -s $(PYTEST_ARGS)
+
+# deploy/nginx.conf from deploy/nginx.py (the cluster command's config comes from there too).
+nginx-conf: install
+	$(PY) -m deploy.nginx
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -149,6 +149,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "chat",
+    "deploy",
 ]
 
 MIDDLEWARE = [

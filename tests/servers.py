@@ -6,46 +6,24 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 
-from chat.management.commands.cluster import find_redis_server
+from deploy.processes import (
+    find_redis_server,
+    free_port,
+    redis_answers,
+    redis_server_argv,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_PREFIX = f"test-{uuid.uuid4().hex[:10]}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def _redis_answers(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
 
 
 @contextlib.contextmanager
@@ -72,26 +50,13 @@ def redis_server(*extra_args: str):
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="chat-test-redis-")
     proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            *extra_args,
-        ],
+        [*redis_server_argv(binary, port=port, workdir=workdir), *extra_args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        wait_until(lambda: proc.poll() is not None or _redis_answers(url), 10, "redis-server")
+        wait_until(lambda: proc.poll() is not None or redis_answers(url), 10, "redis-server")
         if proc.poll() is not None:
             raise RuntimeError(f"redis-server exited with {proc.returncode}")
         yield url
@@ -118,6 +83,22 @@ def run_python(*args, env: dict, timeout: float = 60) -> subprocess.CompletedPro
     )
 
 
+def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def answers(url: str) -> bool:
+    """GET `url` gives 200."""
+    try:
+        return http_get(url, timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
 def database_url_for_tests() -> str:
     """The URL of the test database pytest-django created, for subprocesses."""
     from django.db import connection
@@ -133,7 +114,21 @@ def database_url_for_tests() -> str:
     return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
 
 
-class DaphneServer:
+class OnLocalPort:
+    """Serves HTTP and WebSockets on 127.0.0.1:`port`."""
+
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+class DaphneServer(OnLocalPort):
     """One real Daphne worker serving chatsite.asgi:application."""
 
     def __init__(
@@ -171,14 +166,6 @@ class DaphneServer:
         self.env = env
         self.daphne_args = daphne_args
         self.proc: subprocess.Popen | None = None
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> DaphneServer:
         self.proc = subprocess.Popen(

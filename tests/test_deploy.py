@@ -1,35 +1,34 @@
 """Deployment: the compose file and image (structurally: no Docker engine is
-needed), the load balancer configurations (checked by nginx itself and run for
-real in front of real workers), `manage.py cluster` end to end, and the
-production settings."""
+needed; tests/compose/ runs them for real), the load balancer's configuration
+(one generator for compose and the cluster command, checked by nginx itself and
+run in front of a real upstream), and the production settings. The cluster
+command has tests/test_cluster.py."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
-import urllib.error
-import urllib.request
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
-from django.conf import settings
-from django.core.management import CommandError, call_command
 
-from chat.management.commands import cluster
-from tests.cluster.clients import ChatClient, client_pool, make_member, make_room
-from tests.servers import ROOT, database_url_for_tests, free_port, run_python, wait_until
+from deploy import nginx
+from deploy.management.commands.cluster import nginx_user
+from deploy.processes import find_nginx, free_port, nginx_error_log_args, nginx_version
+from tests.servers import ROOT, answers, run_python, wait_until
 
-NGINX = cluster.find_nginx()
+NGINX = find_nginx()
 needs_nginx = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (apt-get install nginx-light)"
 )
@@ -118,6 +117,11 @@ def test_compose_has_the_services_and_their_order():
     assert "redis-cli" in " ".join(redis_svc["healthcheck"]["test"])
     assert "pg_isready" in " ".join(db_svc["healthcheck"]["test"])
     assert any(v.endswith(":/var/lib/postgresql/data") for v in db_svc["volumes"])
+    # Bounded logs everywhere: nginx's access log alone would fill a disk.
+    for name, service in services.items():
+        options = service.get("logging", {}).get("options", {})
+        assert service["logging"]["driver"] == "json-file", name
+        assert options.get("max-size") and options.get("max-file"), name
 
 
 def test_compose_web_is_scalable_healthchecked_and_configured_by_environment():
@@ -143,18 +147,23 @@ def test_compose_web_is_scalable_healthchecked_and_configured_by_environment():
             "the secret key must come from the environment, required"
         )
         assert env["DJANGO_ALLOWED_HOSTS"].startswith("${DJANGO_ALLOWED_HOSTS")
-        assert env["DATABASE_URL"].startswith("postgres://")
-        assert f"@{db_name}:5432/" in env["DATABASE_URL"]
+        # No password in the URL (nothing to escape): libpq takes PGPASSWORD,
+        # the same required variable the database is initialized with.
+        assert env["DATABASE_URL"] == f"postgres://chat@{db_name}:5432/chat"
+        assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:\?.+\}", env["PGPASSWORD"])
         assert env["REDIS_URL"] == f"redis://{redis_name}:6379/0"
         assert "DJANGO_TLS" in env
     assert "pgdata" in spec["volumes"]
+    db = services[db_name]["environment"]
+    assert db["POSTGRES_PASSWORD"] == migrate["environment"]["PGPASSWORD"], "required, no default"
+    assert "--proxy-headers" in command_text(web), "the client address from nginx's header"
 
 
 def test_compose_load_balancer_publishes_a_port_and_proxies_websockets_to_web():
     services = compose()["services"]
     _, lb = service_with_image(services, "nginx")
-    published = [str(p) for p in lb["ports"]]
-    assert len(published) == 1 and published[0].endswith(":80"), published
+    assert lb["image"].startswith("nginx:1.28"), "the stable line"
+    assert lb["ports"] == ["${CHAT_BIND:-127.0.0.1}:${CHAT_PORT:-8000}:80"]
     mounts = {v.split(":")[0]: v.split(":")[1] for v in lb["volumes"]}
     assert mounts["./deploy/nginx.conf"] == "/etc/nginx/nginx.conf"
     # The balancer's own liveness: one replica down must not make it unhealthy.
@@ -162,12 +171,70 @@ def test_compose_load_balancer_publishes_a_port_and_proxies_websockets_to_web():
 
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
     assert_proxies_websockets(conf)
-    server = directives(nginx_block(conf, "server {"))
-    assert "listen 80" in server
-    # Every replica of `web`: looked up again through Docker's DNS.
-    assert "set $web web:8000" in server
+    assert "listen 80" in directives(nginx_block(conf, "server {"))
     assert "return 200" in " ".join(directives(nginx_block(conf, "location = /lb-healthz")))
+    upstream = directives(nginx_block(conf, "upstream chat_workers"))
+    # Every replica of `web`, followed through Docker's DNS as they come and
+    # go; counts and failures shared by nginx's workers; sockets by count.
+    assert any(d.startswith("zone chat_workers ") for d in upstream), upstream
+    assert "least_conn" in upstream
+    assert any(d.startswith("server web:8000 resolve") for d in upstream), upstream
+    assert any(d.startswith("keepalive ") for d in upstream), upstream
     assert any(d.startswith("resolver 127.0.0.11") for d in directives(conf))
+
+
+def test_compose_nginx_conf_is_the_generated_one():
+    assert (ROOT / "deploy" / "nginx.conf").read_text() == nginx.render(nginx.compose_topology()), (
+        "deploy/nginx.conf was edited by hand: change deploy/nginx.py and run `make nginx-conf`"
+    )
+
+
+def cluster_conf(workdir: Path, ports=(2, 3), listen="127.0.0.1:1") -> str:
+    topology = nginx.cluster_topology(workdir=workdir, listen=listen, ports=list(ports), user=None)
+    return nginx.render(topology)
+
+
+@pytest.mark.parametrize("which", ["compose", "cluster"])
+def test_both_configurations_route_alike(which, tmp_path):
+    """Only where the workers are and how nginx runs differ: every location,
+    header and limit is the same in both."""
+    conf = (
+        (ROOT / "deploy" / "nginx.conf").read_text()
+        if which == "compose"
+        else cluster_conf(tmp_path)
+    )
+    assert_proxies_websockets(conf)
+    http = directives(nginx_block(conf, "http {"))
+    assert f"client_max_body_size {nginx.BODY_LIMIT}" in http
+    locations = ["location /ws/", "location /sse/", "location / {"]
+    for location in locations:
+        block = directives(nginx_block(conf, location))
+        assert "proxy_set_header X-Forwarded-For $remote_addr" in block, location
+        assert "proxy_pass http://chat_workers" in block, location
+    sse = directives(nginx_block(conf, "location /sse/"))
+    assert "proxy_buffering off" in sse and "proxy_read_timeout 1h" in sse
+    compose_server = nginx_block((ROOT / "deploy" / "nginx.conf").read_text(), "server {")
+    assert (
+        nginx_block(conf, "server {").split("location", 1)[1]
+        == compose_server.split("location", 1)[1]
+    )
+
+
+@needs_nginx
+@pytest.mark.parametrize("which", ["compose", "cluster"])
+def test_nginx_accepts_the_configurations(which, tmp_path):
+    conf = tmp_path / "nginx.conf"
+    if which == "compose":
+        if nginx_version(NGINX) < (1, 27, 3):
+            pytest.skip(
+                f"nginx {nginx_version(NGINX)} here; `server ... resolve` needs 1.27.3 "
+                "(`make compose-test` runs it in the lb image)"
+            )
+        conf.write_text((ROOT / "deploy" / "nginx.conf").read_text().replace("user nginx;", ""))
+    else:
+        conf.write_text(cluster_conf(tmp_path))
+    result = nginx_test(conf, tmp_path)
+    assert result.returncode == 0, result.stderr
 
 
 def test_dockerfile_collects_static_files_and_runs_daphne():
@@ -192,47 +259,106 @@ def test_dockerfile_collects_static_files_and_runs_daphne():
     assert "deploy" not in ignored  # the healthcheck script is in the image
 
 
-@needs_nginx
-@pytest.mark.parametrize("which", ["compose", "cluster"])
-def test_nginx_accepts_the_configurations(which, tmp_path):
-    if which == "compose":
-        conf = tmp_path / "nginx.conf"
-        conf.write_text((ROOT / "deploy" / "nginx.conf").read_text())
-    else:
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(
-            cluster.nginx_config(
-                workdir=tmp_path, listen="127.0.0.1:1", workers=[2, 3], as_root=False
-            )
-        )
-        assert_proxies_websockets(conf.read_text())
-    result = nginx_test(conf, tmp_path)
-    assert result.returncode == 0, result.stderr
-
-
 def nginx_test(conf: Path, prefix: Path) -> subprocess.CompletedProcess:
     extra = f"pid {prefix}/nginx.pid;" if "pid " not in conf.read_text() else ""
     if os.geteuid() == 0 and "user " not in conf.read_text():
-        extra += f" {user_directive()}"
-    argv = [NGINX, "-t", "-p", str(prefix), "-c", str(conf), *cluster.nginx_error_log_args(NGINX)]
+        extra += f" user {nginx_user()};"
+    argv = [NGINX, "-t", "-p", str(prefix), "-c", str(conf), *nginx_error_log_args(NGINX)]
     if extra:
         argv += ["-g", extra]
     return subprocess.run(argv, capture_output=True, text=True, timeout=30)
 
 
-def user_directive() -> str:
-    """What the cluster command writes for root (nginx's default group may not exist)."""
-    line = next(
-        (
-            line.strip()
-            for line in cluster.nginx_config(
-                workdir=Path("/tmp"), listen="1", workers=[1], as_root=True
-            ).splitlines()
-            if line.startswith("user ")
-        ),
-        "",
+class Upstream(BaseHTTPRequestHandler):
+    """Stands in for a worker (the /sse/ endpoint does not exist yet): echoes
+    the headers it got, and streams three events a second apart on /sse/."""
+
+    def do_GET(self):
+        if self.path.startswith("/sse/"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for i in range(3):
+                self.wfile.write(f"data: {i}\n\n".encode())
+                self.wfile.flush()
+                threading.Event().wait(1)
+            return
+        body = json.dumps(dict(self.headers)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def nginx_in_front_of(upstream_port: int, tmp_path: Path):
+    """nginx with the cluster's generated configuration, on a free port."""
+    port = free_port()
+    workdir = tmp_path / "nginx"
+    workdir.mkdir()
+    if os.geteuid() == 0:
+        os.chmod(tmp_path, 0o755)
+        os.chmod(workdir, 0o755)
+    conf = workdir / "nginx.conf"
+    conf.write_text(cluster_conf(workdir, ports=[upstream_port], listen=f"127.0.0.1:{port}"))
+    if os.geteuid() == 0:
+        conf.write_text(
+            conf.read_text().replace("daemon off;", f"daemon off; user {nginx_user()};")
+        )
+    proc = subprocess.Popen(
+        [NGINX, "-p", str(workdir), "-c", str(conf), *nginx_error_log_args(NGINX)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
-    return line
+    try:
+        wait_until(
+            lambda: proc.poll() is not None or answers(f"http://127.0.0.1:{port}/lb-healthz"),
+            20,
+            "nginx",
+        )
+        assert proc.poll() is None, proc.stderr.read().decode()
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+@needs_nginx
+def test_load_balancer_streams_events_sets_the_client_address_and_limits_bodies(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with nginx_in_front_of(server.server_address[1], tmp_path) as port:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            # A client's own X-Forwarded-For is replaced by the address nginx saw.
+            connection.request("GET", "/echo", headers={"X-Forwarded-For": "203.0.113.7"})
+            echoed = json.loads(connection.getresponse().read())
+            assert echoed["X-Forwarded-For"] == "127.0.0.1"
+            assert echoed["Host"] == f"127.0.0.1:{port}"
+
+            # Over the body limit: refused by nginx itself.
+            connection.request("POST", "/form", body=b"x" * (2 * 1024 * 1024))
+            refused = connection.getresponse()
+            refused.read()
+            assert refused.status == 413
+
+            # Server-Sent Events: the first event arrives while the upstream is
+            # still writing (buffered, all three would come at the end, ~2 s).
+            stream = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            stream.request("GET", "/sse/rooms/x/")
+            response = stream.getresponse()
+            assert response.readline() == b"data: 0\n"
+            first_at = time.monotonic()
+            rest = response.read()
+            assert time.monotonic() - first_at > 1.5, "the first event came only with the last"
+            assert rest.count(b"data: ") == 2
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ---------------------------------------------------------------- settings
@@ -308,275 +434,3 @@ print(json.dumps({
     assert got["secure"][0] == 200
     assert got["secure"][1].startswith("max-age=31536000")
     assert got["cookies"] == [True, True]
-
-
-# ---------------------------------------------------------------- manage.py cluster
-
-
-def test_cluster_without_redis_says_so(monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.setattr(cluster, "find_redis_server", lambda: None)
-    with pytest.raises(CommandError, match=r"No Redis: REDIS_URL is not set and no redis-server"):
-        call_command("cluster", "--workers", "1", "--worker-port", str(free_port()), "--no-nginx")
-
-
-def test_cluster_refuses_a_busy_port():
-    import socket
-
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        with pytest.raises(CommandError, match=rf"Port {port} on 127.0.0.1 is in use"):
-            call_command("cluster", "--workers", "1", "--worker-port", str(port), "--no-nginx")
-
-
-def consecutive_free_ports(count: int) -> int:
-    for _ in range(50):
-        first = free_port()
-        if all(cluster.port_is_free("127.0.0.1", first + i) for i in range(count)):
-            return first
-    raise RuntimeError("no run of free ports")
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """{pid: command line} of every process below `pid`."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: dict[int, str] = {}
-    todo = list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        try:
-            found[child] = (
-                (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            )
-        except OSError:
-            continue
-        todo.extend(children.get(child, []))
-    return found
-
-
-def gone(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state in ("Z", "X")  # a zombie waiting for a parent that is not ours
-
-
-class RunningCluster:
-    def __init__(self, proc: subprocess.Popen, port: int, worker_ports: list[int], own_redis):
-        self.proc, self.port, self.worker_ports = proc, port, worker_ports
-        self.own_redis = own_redis  # started a throwaway redis-server
-        self.lines: list[str] = []
-        self.url: str | None = None
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            match = re.search(rf"{re.escape(cluster.READY_PREFIX)} (\S+)", line)
-            if match:
-                self.url = match[1]
-
-    def output(self) -> str:
-        return "\n".join(self.lines[-60:])
-
-
-@contextlib.contextmanager
-def cluster_process(redis_url):
-    """`manage.py cluster --workers 2` on the test database, with nginx in front
-    when it is installed, and a throwaway Redis of its own (when there is a
-    redis-server binary)."""
-    first = consecutive_free_ports(2)
-    port = next(p for p in iter(free_port, None) if p not in (first, first + 1))
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_tests(),
-        "DJANGO_DEBUG": "0",
-        # This process's key, so that sessions made here are valid there.
-        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "CHAT_RATE_LIMIT": "off",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("REDIS_URL", None)
-    own_redis = cluster.find_redis_server() is not None
-    if not own_redis:
-        env["REDIS_URL"] = redis_url
-    argv = [sys.executable, "manage.py", "cluster", "--workers", "2"]
-    argv += ["--port", str(port), "--worker-port", str(first)]
-    if NGINX is None:
-        argv.append("--no-nginx")  # the rest is tested all the same
-    proc = subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    running = RunningCluster(proc, port, [first, first + 1], own_redis)
-    try:
-        wait_until(lambda: running.url or proc.poll() is not None, 90, "the cluster's URL")
-        if proc.poll() is not None:
-            pytest.fail(f"manage.py cluster exited with {proc.returncode}:\n{running.output()}")
-        yield running
-    finally:
-        if proc.poll() is None:  # not stopped by a test: leave nothing behind
-            for pid in [*descendants(proc.pid), proc.pid]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def running_cluster(django_db_setup, redis_url):
-    with cluster_process(redis_url) as running:
-        yield running
-
-
-def http_get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def answers(url: str) -> bool:
-    try:
-        return http_get(url)[0] == 200
-    except OSError:
-        return False
-
-
-async def chat_round_trip(base: str, open_one) -> None:
-    """Two clients through `base` (nginx spreads them over the workers): a
-    message from one reaches both."""
-    alice, bob = (
-        await make_member(f"a{secrets.token_hex(3)}"),
-        await make_member(f"b{secrets.token_hex(3)}"),
-    )
-    room = await make_room(alice)
-    ca: ChatClient = await open_one(alice, base, room.slug)
-    cb: ChatClient = await open_one(bob, base, room.slug)
-    assert cb.hello["online"] == sorted([alice.name, bob.name])
-    await ca.wait_presence("join", bob.name)
-    await ca.send_message("through the load balancer", client_id="lb-1")
-    for client in (ca, cb):
-        await client.wait(lambda c=client: c.has_message("through the load balancer"), "message")
-
-
-@pytest.mark.cluster
-@pytest.mark.django_db(transaction=True)
-async def test_cluster_command_serves_http_and_websockets_at_its_url(running_cluster):
-    """Through nginx (or, without nginx, on the first worker): health, static
-    files, and a chat between two WebSockets."""
-    url = running_cluster.url
-    if NGINX:
-        assert url == f"http://127.0.0.1:{running_cluster.port}/"
-        assert "nginx -> 2 Daphne worker(s)" in running_cluster.output()
-    else:
-        assert url == f"http://127.0.0.1:{running_cluster.worker_ports[0]}/"
-        assert "nginx is not installed" in running_cluster.output()
-    assert http_get(url + "healthz") == (200, b'{"status": "ok"}')
-    assert http_get(url + "static/chat/chat.css")[0] == 200
-    for port in running_cluster.worker_ports:
-        assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
-    async with client_pool() as open_one:
-        await chat_round_trip(url.replace("http://", "ws://").rstrip("/"), open_one)
-
-
-@pytest.mark.cluster
-def test_container_healthcheck_script_against_a_real_worker(running_cluster):
-    port = running_cluster.worker_ports[0]
-    env = {"PORT": str(port), "DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1"}
-    assert run_python("deploy/healthcheck.py", env=env, timeout=20).returncode == 0
-    env["PORT"] = str(free_port())  # nothing listens there
-    assert run_python("deploy/healthcheck.py", env=env, timeout=20).returncode == 1
-
-
-@needs_nginx
-@pytest.mark.cluster
-@pytest.mark.django_db(transaction=True)
-async def test_compose_nginx_config_passes_websockets_to_a_real_worker(running_cluster):
-    """deploy/nginx.conf, as the `lb` service runs it, with `web:8000` pointed at
-    one of the cluster's workers and listening on a free port."""
-    workdir = Path(tempfile.mkdtemp(prefix="compose-lb-"))
-    port = free_port()
-    conf = (ROOT / "deploy" / "nginx.conf").read_text()
-    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    conf = conf.replace(
-        "set $web web:8000;", f"set $web 127.0.0.1:{running_cluster.worker_ports[0]};"
-    )
-    temp_paths = "".join(
-        f"\n    {kind}_temp_path {workdir / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    conf = conf.replace("http {", "http {" + temp_paths, 1)
-    (workdir / "nginx.conf").write_text(conf)
-    if os.geteuid() == 0:
-        os.chmod(workdir, 0o755)
-    extra = f"daemon off; pid {workdir}/nginx.pid; {user_directive() if os.geteuid() == 0 else ''}"
-    proc = subprocess.Popen(
-        [NGINX, "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-g", extra]
-        + cluster.nginx_error_log_args(NGINX),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: proc.poll() is not None or answers(base + "/lb-healthz"),
-            20,
-            "nginx with the compose configuration",
-        )
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert http_get(base + "/healthz") == (200, b'{"status": "ok"}')
-        async with client_pool() as open_one:
-            await chat_round_trip(f"ws://127.0.0.1:{port}", open_one)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.mark.cluster
-def test_cluster_command_stops_everything_on_ctrl_c(django_db_setup, redis_url):
-    """SIGINT stops nginx, both workers and the throwaway Redis, and the
-    command exits 0. (A cluster of its own: the shared one stays up.)"""
-    with cluster_process(redis_url) as running_cluster:
-        stop_with_ctrl_c(running_cluster)
-
-
-def stop_with_ctrl_c(running_cluster):
-    proc = running_cluster.proc
-    children = descendants(proc.pid)
-    kinds = " ".join(children.values())
-    assert kinds.count("daphne") == 2, children
-    if NGINX:
-        assert "nginx: master process" in kinds and "nginx: worker process" in kinds, children
-    if running_cluster.own_redis:
-        assert "redis-server" in kinds, children
-
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 0, running_cluster.output()
-    running_cluster.reader.join(5)
-    left = {pid: cmd for pid, cmd in children.items() if not gone(pid)}
-    assert not left, f"still running after Ctrl-C: {left}"
-    assert "Stopped (SIGINT)." in running_cluster.output()
-    for port in [running_cluster.port, *running_cluster.worker_ports]:
-        assert cluster.port_is_free("127.0.0.1", port), f"port {port} still taken"

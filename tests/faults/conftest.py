@@ -12,17 +12,12 @@ import tempfile
 
 import pytest
 
+from deploy.processes import find_redis_server, free_port, redis_answers, wait_until
 from tests.cluster.clients import PRESENCE_TTL
 from tests.cluster.clients import make_member as _make_member
 from tests.cluster.clients import make_room as _make_room
 from tests.cluster.conftest import start_workers
-from tests.servers import (
-    _redis_answers,
-    database_url_for_tests,
-    find_redis_server,
-    free_port,
-    wait_until,
-)
+from tests.servers import database_url_for_tests
 
 
 class RedisProcess:
@@ -51,7 +46,7 @@ class RedisProcess:
         if self.can_stall:
             args += ["--enable-debug-command", "local"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: _redis_answers(self.url), 10, "redis-server")
+        wait_until(lambda: redis_answers(self.url), 10, "redis-server")
         return self
 
     def kill(self) -> None:
