@@ -7,9 +7,11 @@ at once and is written to the moderation log.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
@@ -18,6 +20,7 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
 from . import selectors, services, text
@@ -26,35 +29,74 @@ from .models import Membership, Message, ModerationLog, Report, Room
 
 User = get_user_model()
 
-MUTE_DURATIONS = {
-    "": None,
-    "10m": timedelta(minutes=10),
-    "1h": timedelta(hours=1),
-    "1d": timedelta(days=1),
-    "1w": timedelta(weeks=1),
-}
+
+def _mute_for_choices():
+    # The durations of settings.CHAT_MUTE_MINUTES, read when the form is drawn.
+    return [(str(minutes), label) for minutes, label in services.mute_choices()] + [
+        ("", "until unmuted")
+    ]
 
 
-class ModerationActionForm(ActionForm):
-    """Beside the action drop-down: why (written to the log) and, for mutes,
-    for how long."""
+def moderation_action_form(*, reason=(), mute=()) -> type[ActionForm]:
+    """The form beside a list's action menu: "Reason" (written to the log) for
+    the actions named in `reason`, "Mute for" for those in `mute`, and no
+    field that none of the list's actions use. Each field names its actions
+    (data-for-actions) and the console's script (chat/admin.js) shows it only
+    while one of them is chosen."""
+    fields = {
+        "reason": forms.CharField(
+            required=False,
+            max_length=500,
+            widget=forms.TextInput(
+                attrs={"placeholder": "optional", "data-for-actions": " ".join(reason)}
+            ),
+        )
+    }
+    if mute:
+        fields["mute_for"] = forms.ChoiceField(
+            required=False,
+            label="Mute for",
+            choices=_mute_for_choices,
+            initial=lambda: str(settings.CHAT_MUTE_MINUTES[0]),
+            widget=forms.Select(attrs={"data-for-actions": " ".join(mute)}),
+        )
+    return type("ModerationActionForm", (ActionForm,), fields)
 
-    reason = forms.CharField(
-        required=False,
-        max_length=500,
-        widget=forms.TextInput(attrs={"placeholder": "Reason (optional)"}),
+
+def text_badge(text: str, css: str = "state"):
+    """A state said in words: the admin's boolean icons read backwards for
+    states that are bad news (a green tick for "banned")."""
+    return format_html('<span class="{}">{}</span>', css, text) if text else "—"
+
+
+# An ISO-8601 UTC time as the services write it (wire.iso_utc).
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?Z")
+
+
+def local_time(value):
+    """A <time> the console's script shows in the reader's own time zone;
+    the server's formatting (UTC) stands until it runs."""
+    if value is None:
+        return "—"
+    utc = value.astimezone(UTC)
+    return format_html(
+        '<time datetime="{}" data-local>{}</time>',
+        utc.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        utc.strftime("%d %b %Y, %H:%M UTC"),
     )
-    mute_for = forms.ChoiceField(
-        required=False,
-        label="Mute for",
-        choices=[
-            ("", "until unmuted"),
-            ("10m", "10 minutes"),
-            ("1h", "1 hour"),
-            ("1d", "1 day"),
-            ("1w", "1 week"),
-        ],
-    )
+
+
+def with_local_times(text: str):
+    """Text in which every ISO time becomes a local_time."""
+    parts = []
+    last = 0
+    for match in _ISO_TIME.finditer(text):
+        parts.append(format_html("{}", text[last : match.start()]))
+        moment = datetime.fromisoformat(match.group().replace("Z", "+00:00"))
+        parts.append(local_time(moment))
+        last = match.end()
+    parts.append(format_html("{}", text[last:]))
+    return mark_safe("".join(parts))  # each part escaped above
 
 
 def moderation_action(description: str):
@@ -126,18 +168,18 @@ class RoomAdmin(admin.ModelAdmin):
         "slug",
         "owner",
         "is_private",
-        "is_locked",
+        "locked",
         "member_count",
-        "last_seq",
         "created",
     ]
     list_filter = ["is_private", "is_locked", "created"]
     search_fields = ["name", "slug", "owner__username"]
-    readonly_fields = ["last_seq", "created", "is_locked"]
+    # last_seq is the message counter's internals: not shown.
+    readonly_fields = ["created", "is_locked"]
     autocomplete_fields = ["owner"]
     inlines = [MembershipInline]
     actions = ["lock_rooms", "unlock_rooms"]
-    action_form = ModerationActionForm
+    action_form = moderation_action_form(reason=actions)
 
     def save_model(self, request, obj, form, change):
         obj.name_skeleton = text.skeleton(obj.name)[:300]
@@ -170,6 +212,10 @@ class RoomAdmin(admin.ModelAdmin):
     def member_count(self, room):
         return room.members
 
+    @admin.display(description="locked", ordering="is_locked")
+    def locked(self, room):
+        return text_badge("locked" if room.is_locked else "")
+
     @moderation_action("Lock selected rooms (read-only)")
     def lock_rooms(self, request, queryset):
         _apply(
@@ -200,7 +246,8 @@ class RoomAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "room", "role", "is_banned", "muted_until", "created"]
+    # Narrow enough for a 1280 px screen beside the admin's two sidebars.
+    list_display = ["user", "room", "standing", "state"]
     list_filter = ["role", "is_banned", "room"]
     search_fields = ["user__username", "room__name", "room__slug"]
     list_select_related = ["user", "room"]
@@ -217,7 +264,7 @@ class MembershipAdmin(admin.ModelAdmin):
         "make_member",
         "remove_members",
     ]
-    action_form = ModerationActionForm
+    action_form = moderation_action_form(reason=actions, mute=["mute"])
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:  # room and user of an existing membership are fixed
@@ -279,10 +326,34 @@ class MembershipAdmin(admin.ModelAdmin):
     def unban(self, request, queryset):
         self._act(request, queryset, services.unban_user, "Unbanned")
 
+    @admin.display(description="role", ordering="role")
+    def standing(self, membership):
+        # Room.owner is the one record of ownership; the role says the rest.
+        return "owner" if membership.user_id == membership.room.owner_id else membership.role
+
+    @admin.display(description="state")
+    def state(self, membership):
+        """Banned, muted until when: in words (a tick for "banned" read as
+        good news)."""
+        states = ["banned"] if membership.is_banned else []
+        until = membership.muted_until
+        if until is not None and until >= services.MUTED_INDEFINITELY:
+            states.append("muted until unmuted")
+        elif until is not None and until > timezone.now():
+            states.append(format_html("muted until {}", local_time(until)))
+        if not states:
+            return "—"
+        return format_html(
+            '<span class="state state-bad">{}</span>',
+            format_html_join(", ", "{}", ([s] for s in states)),
+        )
+
     @moderation_action("Mute selected users (for the time chosen beside)")
     def mute(self, request, queryset):
-        duration = MUTE_DURATIONS.get(request.POST.get("mute_for", ""))
-        until = timezone.now() + duration if duration else None
+        try:
+            until = services.mute_until(request.POST.get("mute_for", ""))
+        except services.ServiceError as error:
+            return self.message_user(request, error.detail, messages.ERROR)
         self._act(request, queryset, services.mute_user, "Muted", until=until)
 
     @moderation_action("Unmute selected users")
@@ -324,7 +395,7 @@ class RemovedFilter(admin.SimpleListFilter):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["seq", "room_link", "author_link", "short_body", "created", "is_removed"]
+    list_display = ["seq", "room_link", "author_link", "short_body", "created", "removed"]
     list_display_links = ["seq", "short_body"]
     list_filter = [RemovedFilter, "room", "created", ("author", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["body", "author__username", "room__slug"]
@@ -343,7 +414,7 @@ class MessageAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     actions = ["remove_messages", "restore_messages"]
-    action_form = ModerationActionForm
+    action_form = moderation_action_form(reason=actions)
 
     def has_add_permission(self, request):
         return False  # messages are written by people in rooms
@@ -363,9 +434,9 @@ class MessageAdmin(admin.ModelAdmin):
     def short_body(self, message):
         return Truncator(message.body).chars(80)
 
-    @admin.display(description="removed", boolean=True, ordering="deleted_at")
-    def is_removed(self, message):
-        return message.deleted_at is not None
+    @admin.display(description="removed", ordering="deleted_at")
+    def removed(self, message):
+        return text_badge("removed" if message.deleted_at else "", "state state-bad")
 
     @admin.display(description="in context")
     def context(self, message):
@@ -415,10 +486,39 @@ def render_context(message: Message):
 # ---------------------------------------------------------------- reports
 
 
+class ReportStatusFilter(admin.SimpleListFilter):
+    """The list opens on the open reports, the queue moderators work through;
+    "All" shows every report."""
+
+    title = "status"
+    parameter_name = "status"
+    ALL = "all"
+
+    def lookups(self, request, model_admin):
+        return [*Report.Status.choices, (self.ALL, "All")]
+
+    def value(self):
+        return super().value() or Report.Status.OPEN
+
+    def queryset(self, request, queryset):
+        if self.value() == self.ALL:
+            return queryset
+        return queryset.filter(status=self.value())
+
+    def choices(self, changelist):
+        # Django's own "All" entry would drop the parameter: that is "Open" here.
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+
 @admin.register(Report)
 class ReportAdmin(admin.ModelAdmin):
     list_display = [
-        "created",
+        "when",
         "status",
         "reporter",
         "message_author",
@@ -426,7 +526,7 @@ class ReportAdmin(admin.ModelAdmin):
         "message_excerpt",
         "reason",
     ]
-    list_filter = ["status", "created", "message__room"]
+    list_filter = [ReportStatusFilter, "created", "message__room"]
     search_fields = ["reason", "message__body", "reporter__username", "message__author__username"]
     list_select_related = ["reporter", "message__author", "message__room"]
     fields = [
@@ -441,10 +541,14 @@ class ReportAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     actions = ["resolve", "dismiss", "remove_and_resolve"]
-    action_form = ModerationActionForm
+    action_form = moderation_action_form(reason=actions)
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="reported", ordering="created")
+    def when(self, report):
+        return local_time(report.created)
 
     @admin.display(description="author", ordering="message__author__username")
     def message_author(self, report):
@@ -509,11 +613,28 @@ class ReportAdmin(admin.ModelAdmin):
 
 @admin.register(ModerationLog)
 class ModerationLogAdmin(admin.ModelAdmin):
-    list_display = ["created", "actor", "action", "target_user", "room", "summary", "reason"]
-    list_filter = ["action", "created", "room"]
-    search_fields = ["summary", "reason", "actor__username", "target_user__username"]
-    list_select_related = ["actor", "target_user", "room"]
+    # Who did what to whom is the summary, in names (the actor, the person
+    # acted on, the room); times show in the reader's own time zone.
+    list_display = ["when", "what", "room", "reason"]
+    list_filter = [
+        ("room", admin.RelatedOnlyFieldListFilter),
+        ("actor", admin.RelatedOnlyFieldListFilter),
+        "action",
+        "created",
+    ]
+    search_fields = ["summary", "reason", "actor__username", "target_user__username", "room__name"]
+    list_select_related = ["room"]
     date_hierarchy = "created"
+    fields = ["when", "actor", "action", "target_user", "room", "message", "what", "reason"]
+    readonly_fields = ["when", "what"]
+
+    @admin.display(description="when", ordering="created")
+    def when(self, entry):
+        return local_time(entry.created)
+
+    @admin.display(description="what happened")
+    def what(self, entry):
+        return with_local_times(entry.summary)
 
     # Append-only: readable by moderators, written only by the services.
     def has_add_permission(self, request):
@@ -538,7 +659,7 @@ class UserAdmin(BaseUserAdmin):
     add_form = AdminAddUserForm
     list_display = ["username", "email", "is_active", "is_staff", "date_joined", "last_login"]
     actions = ["deactivate", "reactivate"]
-    action_form = ModerationActionForm
+    action_form = moderation_action_form(reason=actions)
 
     def save_model(self, request, obj, form, change):
         # Deactivating through the form closes the user's sockets too.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import datetime
 from types import SimpleNamespace
 
 from asgiref.sync import async_to_sync
@@ -16,8 +17,9 @@ from django.contrib import auth
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, When
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import presence, wire
@@ -257,10 +259,15 @@ def is_site_moderator(*, user, perm: str) -> bool:
     return bool(user.is_active and user.is_staff and user.has_perm(perm))
 
 
-def _rank(*, user, room: Room, perm: str, banned_lose_rank: bool) -> int:
+_UNKNOWN = object()
+
+
+def _rank(*, user, room: Room, perm: str, banned_lose_rank: bool, membership=_UNKNOWN) -> int:
+    """membership: the user's in `room` when the caller has it (None: none)."""
     if is_site_moderator(user=user, perm=perm):
         return RANK_STAFF
-    membership = membership_of(room=room, user=user)
+    if membership is _UNKNOWN:
+        membership = membership_of(room=room, user=user)
     if banned_lose_rank and membership is not None and membership.is_banned:
         return RANK_MEMBER
     if room.owner_id == user.pk:
@@ -306,6 +313,84 @@ def member_named(*, room: Room, username: str) -> Membership | None:
     return (
         Membership.objects.select_related("user").filter(room=room, user__username=username).first()
     )
+
+
+@dataclass
+class MemberState:
+    """A member as the room's moderators see them, and what the viewer may
+    do to them."""
+
+    username: str
+    role: str  # owner, moderator or member
+    banned: bool
+    muted_until: datetime | None  # None: not muted, or muted until unmuted (see muted)
+    muted: bool
+    can_moderate: bool  # mute, unmute, ban, unban
+    can_set_role: bool  # appoint or dismiss as moderator
+
+    def as_json(self) -> dict:
+        return {
+            "user": self.username,
+            "role": self.role,
+            "banned": self.banned,
+            "muted": self.muted,
+            "muted_until": wire.iso_utc(self.muted_until) if self.muted_until else None,
+            "can_moderate": self.can_moderate,
+            "can_set_role": self.can_set_role,
+        }
+
+
+def member_states(
+    *, room: Room, viewer, prefix: str = "", limit: int = 50
+) -> tuple[list[MemberState], bool]:
+    """The room's members (banned ones too) whose name starts with `prefix`,
+    for its moderators: the owner, then moderators, then the muted and the
+    banned, then everyone else, by name within each; at most `limit`, and
+    whether more match. Ranks are worked out from the rows read, one query
+    in all (plus permission lookups for staff members)."""
+    from .services.messages import MUTED_INDEFINITELY  # services import selectors
+
+    now = timezone.now()
+    rows = list(
+        Membership.objects.filter(room=room, user__username__istartswith=prefix)
+        .select_related("user")
+        .annotate(
+            standing=Case(
+                When(user_id=room.owner_id, then=0),
+                When(role=Membership.Role.MODERATOR, then=1),
+                When(Q(is_banned=True) | Q(muted_until__gt=now), then=2),
+                default=3,
+            )
+        )
+        .order_by("standing", "user__username")[: limit + 1]
+    )
+    viewer_rank = moderation_rank(user=viewer, room=room)
+    states = []
+    for membership in rows[:limit]:
+        user = membership.user
+        rank = _rank(
+            user=user,
+            room=room,
+            perm=MODERATE_MEMBERS,
+            banned_lose_rank=False,
+            membership=membership,
+        )
+        outranked = user.pk != viewer.pk and rank < viewer_rank
+        muted = membership.muted_until is not None and membership.muted_until > now
+        states.append(
+            MemberState(
+                username=user.username,
+                role="owner" if user.pk == room.owner_id else membership.role,
+                banned=membership.is_banned,
+                muted=muted,
+                muted_until=membership.muted_until
+                if muted and membership.muted_until < MUTED_INDEFINITELY
+                else None,
+                can_moderate=outranked and viewer_rank >= RANK_MODERATOR,
+                can_set_role=outranked and viewer_rank >= RANK_OWNER and user.pk != room.owner_id,
+            )
+        )
+    return states, len(rows) > limit
 
 
 def _texts(room: Room, messages) -> list[tuple[int, str]]:

@@ -24,6 +24,11 @@ urlpatterns += [
         name="report_message",
     ),
     path(
+        "rooms/<str:slug>/moderation/members/",
+        views.member_states,
+        name="member_states",
+    ),
+    path(
         "rooms/<str:slug>/users/<str:username>/<str:action>/",
         views.moderate_user,
         name="moderate_user",

@@ -1,5 +1,3 @@
-from datetime import timedelta
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -10,7 +8,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from . import health, selectors, services
+from . import health, selectors, services, wire
 from .forms import AddMemberForm, RoomForm, SignupForm
 from .models import Message
 
@@ -77,8 +75,19 @@ def room(request, slug):
             "max_length": settings.CHAT_MAX_MESSAGE_LENGTH,
             "can_moderate": can_moderate,
             "last_read_seq": membership.last_read_seq,
+            "muted_until": _muted_until(membership),
+            "mute_choices": services.mute_choices(),
         },
     )
+
+
+def _muted_until(membership) -> str:
+    """For the page's banner: the end of the user's mute (ISO), "indefinitely",
+    or "" when not muted."""
+    until = membership.muted_until
+    if until is None or until <= timezone.now():
+        return ""
+    return "indefinitely" if until >= services.MUTED_INDEFINITELY else wire.iso_utc(until)
 
 
 MENTION_LIMIT = 10
@@ -191,13 +200,23 @@ def report_message(request, slug, message_id):
     )
 
 
-MUTE_CHOICES = {"10": 10, "60": 60, "1440": 1440}  # minutes; absent = until unmuted
 USER_ACTIONS = {
     "ban": services.ban_user,
     "unban": services.unban_user,
     "mute": services.mute_user,
     "unmute": services.unmute_user,
+    "role": services.set_role,
 }
+
+
+def _user_action_options(request, action: str) -> dict:
+    """The fields an action takes, checked (InvalidInput for a bad one)."""
+    options = {"reason": request.POST.get("reason", "")}
+    if action == "mute":
+        options["until"] = services.mute_until(request.POST.get("minutes", ""))
+    elif action == "role":
+        options["role"] = request.POST.get("role", "")  # set_role checks it
+    return options
 
 
 @login_required
@@ -212,17 +231,34 @@ def moderate_user(request, slug, username, action):
     # which usernames exist.
     if not selectors.can_moderate(user=request.user, room=room):
         return _json_error(403, f"You cannot moderate {room.name}.")
-    options = {"reason": request.POST.get("reason", "")}
-    if action == "mute":
-        minutes = request.POST.get("minutes", "")
-        if minutes and minutes not in MUTE_CHOICES:
-            return _json_error(400, "minutes must be one of 10, 60, 1440, or absent.")
-        options["until"] = (
-            timezone.now() + timedelta(minutes=MUTE_CHOICES[minutes]) if minutes else None
-        )
+    try:
+        options = _user_action_options(request, action)
+    except services.ServiceError as error:
+        return _json_error(error.http_status, error.detail)
     membership = selectors.member_named(room=room, username=username)
     if membership is None:
         return _json_error(404, f"There is no member called {username} in {room.name}.")
     return _json_outcome(
         lambda: service(room=room, user=membership.user, actor=request.user, **options)
     )
+
+
+MEMBER_LIST_LIMIT = 50
+
+
+@never_cache
+@login_required
+def member_states(request, slug):
+    """The room's members with their states (muted until, banned, role) and
+    what the asker may do to each: for the room page's members dialog, which
+    only moderators have. ?q= finds names starting with it."""
+    room = _room_or_404(request, slug)
+    if not selectors.can_moderate(user=request.user, room=room):
+        return _json_error(403, f"You cannot moderate {room.name}.")
+    states, more = selectors.member_states(
+        room=room,
+        viewer=request.user,
+        prefix=request.GET.get("q", "").strip()[:150],
+        limit=MEMBER_LIST_LIMIT,
+    )
+    return JsonResponse({"members": [state.as_json() for state in states], "more": more})

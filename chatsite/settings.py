@@ -84,6 +84,17 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_int_list(name: str, default: str, *, minimum: int = 1) -> list[int]:
+    """Comma-separated whole numbers, each `minimum` or more, in the order given."""
+    value = os.environ.get(name, "").strip() or default
+    items = [item.strip() for item in value.split(",")]
+    if not all(re.fullmatch(r"\d+", item) and int(item) >= minimum for item in items):
+        raise ImproperlyConfigured(
+            f"{name} must list whole numbers of {minimum} or more, like {default}, not {value!r}"
+        )
+    return [int(item) for item in items]
+
+
 def env_origins(name: str) -> list[str]:
     """Comma-separated origins, each `scheme://host[:port]` (a host may start
     with `*.` for any subdomain, as in Django's CSRF_TRUSTED_ORIGINS)."""
@@ -285,6 +296,9 @@ CHAT_SHED_LAG = env_float("CHAT_SHED_LAG", 2.0)
 # session and room access are checked again; each socket gets up to a tenth
 # less, so that sockets opened together do not all come back together.
 CHAT_MAX_SOCKET_AGE = env_int("CHAT_MAX_SOCKET_AGE", 3600, minimum=1)
+# The mute durations moderators choose from, in minutes (room page, admin and
+# the mute endpoint alike); "until unmuted" is always offered besides.
+CHAT_MUTE_MINUTES = env_int_list("CHAT_MUTE_MINUTES", "10,60,1440,10080")
 CHAT_MAX_FRAME_BYTES = 64 * 1024
 CHAT_HISTORY_PAGE = 50
 CHAT_HISTORY_MAX = 100

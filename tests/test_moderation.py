@@ -108,14 +108,18 @@ async def test_admin_ban_closes_sockets_on_every_worker_and_blocks_rejoin(
 async def test_admin_timed_mute_refuses_sends_quietly(sockets, staff, alice, bob, room):
     a, b = sockets
     membership = await sync_to_async(Membership.objects.get)(room=room, user=bob)
-    await admin_action(staff, "membership", "mute", [membership.pk], mute_for="1h")
+    await admin_action(staff, "membership", "mute", [membership.pk], mute_for="60")
+    # Bob is told at once (on his socket on the other worker), alice nothing.
+    told = await b.expect("muted")
+    assert told["room"] == room.slug and told["until"].endswith("Z")
     await b.send(type="message.send", body="can I talk?", client_id="m1")
     error = await b.expect("error")
-    assert error["code"] == "muted" and "until" in error and error["until"].endswith("Z")
+    assert error["code"] == "muted" and error["until"] == told["until"]
     await a.nothing()
     assert await sync_to_async(Message.objects.count)() == 0
 
     await admin_action(staff, "membership", "unmute", [membership.pk])
+    assert await b.expect("unmuted") == {"type": "unmuted", "room": room.slug}
     await say(b, "back again")
     assert (await a.expect("message"))["message"]["body"] == "back again"
 
@@ -124,6 +128,7 @@ async def test_admin_indefinite_mute_has_no_until(sockets, staff, bob, room):
     _, b = sockets
     membership = await sync_to_async(Membership.objects.get)(room=room, user=bob)
     await admin_action(staff, "membership", "mute", [membership.pk], mute_for="")
+    assert await b.expect("muted") == {"type": "muted", "room": room.slug}
     await b.send(type="message.send", body="hello", client_id="m1")
     error = await b.expect("error")
     assert error["code"] == "muted" and "until" not in error
@@ -219,7 +224,7 @@ async def test_log_is_read_only_in_admin(staff, alice, room):
     entry = await sync_to_async(ModerationLog.objects.get)()
     client = await as_user(staff)
     listing = await sync_to_async(client.get)("/admin/chat/moderationlog/")
-    assert listing.status_code == 200 and b"mod locked general" in listing.content
+    assert listing.status_code == 200 and b"mod locked General" in listing.content
     delete = await sync_to_async(client.post)(
         f"/admin/chat/moderationlog/{entry.pk}/delete/", {"post": "yes"}
     )
@@ -358,3 +363,125 @@ async def test_owner_appoints_moderator_through_admin_membership_action(staff, a
     await sync_to_async(membership.refresh_from_db)()
     assert membership.role == "moderator"
     assert await sync_to_async(Room.objects.count)() == 1
+
+
+# ---------------------------------------------------------------- members dialog
+
+
+async def room_page_get(user, path, **params):
+    client = await as_user(user)
+    return await sync_to_async(client.get)(path, params)
+
+
+async def test_members_with_their_states_for_moderators_only(
+    room_moderator, make_user, carol, alice, bob, room
+):
+    for member in (bob, carol):
+        await sync_to_async(services.join_room)(room=room, user=member)
+    dave = await sync_to_async(make_user)("dave")
+    await sync_to_async(services.join_room)(room=room, user=dave)
+    until = timezone.now() + timedelta(minutes=60)
+    await sync_to_async(services.mute_user)(room=room, user=carol, actor=alice, until=until)
+    await sync_to_async(services.ban_user)(room=room, user=bob, actor=alice)
+    path = f"/rooms/{room.slug}/moderation/members/"
+
+    answer = (await room_page_get(room_moderator, path)).json()
+    assert answer["more"] is False
+    rows = {m["user"]: m for m in answer["members"]}
+    # The owner, the moderators, the muted and banned, then everyone else.
+    assert [m["user"] for m in answer["members"]] == ["alice", "rita", "bob", "carol", "dave"]
+    assert rows["alice"] == {
+        "user": "alice",
+        "role": "owner",
+        "banned": False,
+        "muted": False,
+        "muted_until": None,
+        "can_moderate": False,  # a moderator does not outrank the owner…
+        "can_set_role": False,
+    }
+    assert rows["rita"]["can_moderate"] is False  # …nor themself
+    assert rows["bob"]["banned"] is True and rows["bob"]["can_moderate"] is True
+    assert rows["carol"]["muted"] is True
+    assert rows["carol"]["muted_until"].endswith("Z")
+    assert abs(timezone.datetime.fromisoformat(rows["carol"]["muted_until"]) - until) < timedelta(
+        seconds=1
+    )
+    assert not any(m["can_set_role"] for m in answer["members"])  # owners appoint
+
+    owner_view = (await room_page_get(alice, path)).json()["members"]
+    assert [m["user"] for m in owner_view if m["can_set_role"]] == ["rita", "bob", "carol", "dave"]
+    found = (await room_page_get(alice, path, q="CA")).json()["members"]
+    assert [m["user"] for m in found] == ["carol"]
+
+    # A plain member is refused, whoever they ask about.
+    refused = await room_page_get(dave, path)
+    assert refused.status_code == 403 and refused.json()["ok"] is False
+
+
+async def test_members_of_a_room_you_cannot_see_are_not_found(room_moderator, make_user, alice):
+    hidden = await sync_to_async(services.create_room)(owner=alice, name="Hidden", is_private=True)
+    response = await room_page_get(room_moderator, f"/rooms/{hidden.slug}/moderation/members/")
+    assert response.status_code == 404
+
+
+async def test_the_member_list_is_bounded(settings, make_user, alice, room):
+    for n in range(55):
+        user = await sync_to_async(make_user)(f"user{n:02}")
+        await sync_to_async(services.join_room)(room=room, user=user)
+    answer = (await room_page_get(alice, f"/rooms/{room.slug}/moderation/members/")).json()
+    assert len(answer["members"]) == 50 and answer["more"] is True
+
+
+async def test_the_owner_appoints_and_dismisses_from_the_room_page(
+    room_moderator, alice, bob, room
+):
+    await sync_to_async(services.join_room)(room=room, user=bob)
+    role = f"/rooms/{room.slug}/users/bob/role/"
+    # A moderator may not appoint; a bad role is refused; nothing changes.
+    assert (await room_page_post(room_moderator, role, role="moderator")).status_code == 403
+    bad = await room_page_post(alice, role, role="owner")
+    assert bad.status_code == 400 and "moderator or member" in bad.json()["detail"]
+    assert (await room_page_post(alice, role, role="moderator")).json() == {"ok": True}
+    membership = await sync_to_async(Membership.objects.get)(room=room, user=bob)
+    assert membership.role == "moderator"
+    assert (await room_page_post(alice, role, role="member")).json() == {"ok": True}
+    await sync_to_async(membership.refresh_from_db)()
+    assert membership.role == "member"
+    summaries = await sync_to_async(
+        lambda: list(ModerationLog.objects.order_by("id").values_list("summary", flat=True))
+    )()
+    assert summaries == [
+        "alice made bob a moderator in General",
+        "alice made bob a plain member in General",
+    ]
+
+
+async def test_mute_durations_come_from_the_settings(settings, room_moderator, bob, room):
+    await sync_to_async(services.join_room)(room=room, user=bob)
+    settings.CHAT_MUTE_MINUTES = [15, 45]
+    mute = f"/rooms/{room.slug}/users/bob/mute/"
+    refused = await room_page_post(room_moderator, mute, minutes="10")
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == "minutes must be one of 15, 45, or absent (until unmuted)."
+    assert (await room_page_post(room_moderator, mute, minutes="45")).json() == {"ok": True}
+    membership = await sync_to_async(Membership.objects.get)(room=room, user=bob)
+    left = membership.muted_until - timezone.now()
+    assert timedelta(minutes=44) < left <= timedelta(minutes=45)
+    page = await room_page_get(room_moderator, f"/rooms/{room.slug}/")
+    assert b'<option value="15">15 minutes</option><option value="45">45 minutes</option>' in (
+        page.content
+    )
+
+
+async def test_the_muted_users_sockets_are_told_and_nobody_else(sockets, alice, bob, room):
+    a, b = sockets
+    until = timezone.now() + timedelta(minutes=10)
+    await sync_to_async(services.mute_user)(room=room, user=bob, actor=alice, until=until)
+    told = await b.expect("muted")
+    assert told == {"type": "muted", "room": room.slug, "until": told["until"]}
+    await sync_to_async(services.unmute_user)(room=room, user=bob, actor=alice)
+    assert await b.expect("unmuted") == {"type": "unmuted", "room": room.slug}
+    # Unmuting someone who is not muted changes nothing and says nothing.
+    assert await sync_to_async(services.unmute_user)(room=room, user=bob, actor=alice) is False
+    await a.nothing()
+    await b.nothing()

@@ -45,6 +45,8 @@ def settings_of(*names, env: dict) -> dict:
         ("CHAT_DIRECTORY_PAGE", "0"),
         ("CHAT_SEQ_WATCH", "soon"),
         ("CHAT_HUB_IDLE", "-5"),
+        ("CHAT_MUTE_MINUTES", "10,soon"),
+        ("CHAT_MUTE_MINUTES", "0"),
         ("DJANGO_ENV_FILE", "/nonexistent/chat.env"),
     ],
 )
@@ -64,16 +66,19 @@ def test_numbers_and_limits_are_parsed():
         "CHAT_GAP_WAIT",
         "CHAT_RATE_LIMIT",
         "CHAT_MAX_MESSAGE_LENGTH",
+        "CHAT_MUTE_MINUTES",
         env={
             "CHAT_GAP_WAIT": " 0.5 ",
             "CHAT_RATE_LIMIT": "off",
             "CHAT_MAX_MESSAGE_LENGTH": "12",
+            "CHAT_MUTE_MINUTES": "5, 120",
         },
     )
     assert got == {
         "CHAT_GAP_WAIT": 0.5,
         "CHAT_RATE_LIMIT": None,
         "CHAT_MAX_MESSAGE_LENGTH": 12,
+        "CHAT_MUTE_MINUTES": [5, 120],
     }
 
 

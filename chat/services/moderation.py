@@ -3,8 +3,9 @@ row, and broadcasts its effect to open sockets once the transaction commits."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,6 +13,52 @@ from .. import events, selectors, wire
 from ..models import Membership, Message, ModerationLog, Report, Room
 from .errors import Forbidden, InvalidInput, NotFound
 from .messages import MUTED_INDEFINITELY
+
+# ---------------------------------------------------------------- mute durations
+# One source for the durations offered (settings.CHAT_MUTE_MINUTES): the room
+# page's dialog, the admin's action form and the mute endpoint all read them
+# from here.
+
+_UNITS = [(7 * 24 * 60, "week"), (24 * 60, "day"), (60, "hour"), (1, "minute")]
+
+
+def duration_label(minutes: int) -> str:
+    """10 -> "10 minutes", 60 -> "1 hour", 1440 -> "1 day", 90 -> "90 minutes"."""
+    for size, unit in _UNITS:
+        if minutes % size == 0:
+            count = minutes // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    raise AssertionError("unreachable: every whole number is minutes")
+
+
+def mute_choices() -> list[tuple[int, str]]:
+    """(minutes, label) for each duration a moderator may choose."""
+    return [(minutes, duration_label(minutes)) for minutes in settings.CHAT_MUTE_MINUTES]
+
+
+def mute_until(minutes: int | str | None) -> datetime | None:
+    """The end of a mute of `minutes` from now (None or "": until unmuted).
+    Any other number than the offered ones is refused."""
+    if minutes in (None, ""):
+        return None
+    offered = settings.CHAT_MUTE_MINUTES
+    if str(minutes) not in {str(m) for m in offered}:
+        listed = ", ".join(str(m) for m in offered)
+        raise InvalidInput(f"minutes must be one of {listed}, or absent (until unmuted).")
+    return timezone.now() + timedelta(minutes=int(minutes))
+
+
+def _tell_user(room: Room, user, text: str) -> None:
+    """After commit, a frame to the user's own open sockets in the room."""
+    events.send_on_commit(
+        events.room_group(room.pk), events.room_frame(room.pk, text, user_id=user.pk)
+    )
+
+
+_ROLE_WORDS = {Membership.Role.MODERATOR: "a moderator", Membership.Role.MEMBER: "a plain member"}
+
+
+# ---------------------------------------------------------------- who may
 
 
 def _require_moderator(
@@ -82,7 +129,7 @@ def remove_message(*, message: Message, actor, reason: str = "") -> bool:
         target_user=message.author,
         message=message,
         summary=f"{actor.username} removed #{message.seq} by {message.author.username} "
-        f"in {room.slug}",
+        f"in {room.name}",
     )
     events.send_on_commit(
         events.room_group(room.pk),
@@ -111,7 +158,7 @@ def restore_message(*, message: Message, actor, reason: str = "") -> bool:
         target_user=message.author,
         message=message,
         summary=f"{actor.username} restored #{message.seq} by {message.author.username} "
-        f"in {room.slug}",
+        f"in {room.name}",
     )
     return True
 
@@ -142,7 +189,7 @@ def ban_user(*, room: Room, user, actor, reason: str = "") -> bool:
         reason=reason,
         room=room,
         target_user=user,
-        summary=f"{actor.username} banned {user.username} from {room.slug}",
+        summary=f"{actor.username} banned {user.username} from {room.name}",
     )
     events.send_on_commit(
         events.room_group(room.pk),
@@ -162,7 +209,7 @@ def unban_user(*, room: Room, user, actor, reason: str = "") -> bool:
         reason=reason,
         room=room,
         target_user=user,
-        summary=f"{actor.username} unbanned {user.username} in {room.slug}",
+        summary=f"{actor.username} unbanned {user.username} in {room.name}",
     )
     return True
 
@@ -179,15 +226,18 @@ def mute_user(
     membership = _membership_for_update(room=room, user=user)
     membership.muted_until = until or MUTED_INDEFINITELY
     membership.save(update_fields=["muted_until"])
-    how_long = f"until {wire.iso_utc(until)}" if until else "indefinitely"
+    how_long = f"until {wire.iso_utc(until)}" if until else "until unmuted"
     _log(
         actor=actor,
         action=ModerationLog.Action.MUTE,
         reason=reason,
         room=room,
         target_user=user,
-        summary=f"{actor.username} muted {user.username} in {room.slug} {how_long}",
+        summary=f"{actor.username} muted {user.username} in {room.name} {how_long}",
     )
+    # The muted user hears of it at once (the page shows when it ends).
+    ends = {"until": wire.iso_utc(until)} if until else {}
+    _tell_user(room, user, wire.frame("muted", room=room.slug, **ends))
     return membership
 
 
@@ -204,8 +254,9 @@ def unmute_user(*, room: Room, user, actor, reason: str = "") -> bool:
         reason=reason,
         room=room,
         target_user=user,
-        summary=f"{actor.username} unmuted {user.username} in {room.slug}",
+        summary=f"{actor.username} unmuted {user.username} in {room.name}",
     )
+    _tell_user(room, user, wire.frame("unmuted", room=room.slug))
     return True
 
 
@@ -223,7 +274,7 @@ def set_room_locked(*, room: Room, actor, locked: bool, reason: str = "") -> boo
         action=action,
         reason=reason,
         room=room,
-        summary=f"{actor.username} {verb} {room.slug}",
+        summary=f"{actor.username} {verb} {room.name}",
     )
     return True
 
@@ -273,7 +324,7 @@ def set_role(*, room: Room, user, role: str, actor, reason: str = "") -> Members
             reason=reason,
             room=room,
             target_user=user,
-            summary=f"{actor.username} made {user.username} {role} of {room.slug}",
+            summary=f"{actor.username} made {user.username} {_ROLE_WORDS[role]} in {room.name}",
         )
     return membership
 
@@ -302,7 +353,7 @@ def set_room_owner(*, room: Room, user, actor, reason: str = "") -> bool:
         reason=reason,
         room=room,
         target_user=user,
-        summary=f"{actor.username} gave {room.slug} from {previous} to {user.username}",
+        summary=f"{actor.username} gave {room.name} from {previous} to {user.username}",
     )
     return True
 
@@ -328,7 +379,7 @@ def remove_member(*, room: Room, user, actor, reason: str = "") -> None:
         reason=reason,
         room=room,
         target_user=user,
-        summary=f"{actor.username} removed {user.username} from {room.slug}",
+        summary=f"{actor.username} removed {user.username} from {room.name}",
     )
 
 
@@ -368,6 +419,6 @@ def close_report(*, report: Report, actor, resolved: bool, reason: str = "") -> 
         target_user=report.message.author,
         message=report.message,
         summary=f"{actor.username} {status} the report by {report.reporter.username} "
-        f"of #{report.message.seq} in {room.slug}",
+        f"of #{report.message.seq} in {room.name}",
     )
     return True

@@ -145,7 +145,6 @@ export class MentionPicker {
       }),
     );
     this.list.hidden = false;
-    this.input.setAttribute("aria-expanded", "true");
     this.highlight();
   }
 
@@ -159,7 +158,6 @@ export class MentionPicker {
   close() {
     this.list.hidden = true;
     this.names = [];
-    this.input.setAttribute("aria-expanded", "false");
     this.input.removeAttribute("aria-activedescendant");
   }
 

@@ -5,6 +5,10 @@
 import { el, parseBody } from "./markup.js";
 
 const GROUP_WITHIN_MS = 5 * 60 * 1000; // one author's messages this close share a header
+const PAGE_STEP = 10; // messages Page Up and Page Down move in the list
+const ANNOUNCE_EACH_UPTO = 3; // more new messages at once are announced as a count
+const ANNOUNCE_CHARS = 200;
+const ANNOUNCEMENT_KEPT_MS = 10_000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
@@ -47,17 +51,33 @@ function setTime(item, date) {
  * "New" divider) is drawn inside it and recomputed when a neighbour changes.
  *
  * decorate(item, {id, seq, user}) adds controls to each confirmed message.
+ *
+ * Keyboard: the list is one tab stop (a roving tabindex). The message that
+ * holds it is `current`; arrow keys, Home, End, Page Up and Page Down move
+ * between messages, and Tab from a message reaches its own links and
+ * actions (only the current message's are tab stops), so any number of
+ * messages, and of actions per message, cost a keyboard user two or three
+ * presses to get past. Until the reader moves in the list, the stop follows
+ * the newest message. onEscape() is called for Escape in the list.
  */
 export class MessageList {
-  constructor(list, scroller, me, decorate = () => {}) {
+  constructor(list, scroller, me, decorate = () => {}, { onEscape = () => {} } = {}) {
     this.list = list;
     this.scroller = scroller;
     this.me = me;
     this.decorate = decorate;
+    this.onEscape = onEscape;
     this.bySeq = new Map();
     this.seqById = new Map();
     this.pending = new Map();
     this.dividerSeq = null;
+    this.current = null;
+    this.followNewest = true;
+    list.addEventListener("keydown", (event) => this.key(event));
+    list.addEventListener("focusin", (event) => {
+      const item = event.target.closest("li.message");
+      if (item) this.setCurrent(item);
+    });
   }
 
   get oldestSeq() {
@@ -109,10 +129,12 @@ export class MessageList {
     item.dataset.id = message.id;
     setTime(item, new Date(message.created));
     this.decorate(item, message);
+    this.rove(item, false);
     this.place(item, message.seq);
     this.bySeq.set(message.seq, item);
     this.seqById.set(message.id, message.seq);
     this.refreshAround(item);
+    this.keepTabStop();
     return item;
   }
 
@@ -121,9 +143,11 @@ export class MessageList {
     item.classList.add("pending");
     setTime(item, new Date());
     item.querySelector("time").textContent = "Sending…";
+    this.rove(item, false);
     this.list.append(item);
     this.pending.set(clientId, item);
     this.refreshAround(item);
+    this.keepTabStop();
     this.scrollToBottom(); // your own message: always show it
   }
 
@@ -138,6 +162,7 @@ export class MessageList {
     item.dataset.id = id;
     setTime(item, new Date()); // the broadcast brings the real one
     this.decorate(item, { id, seq, user: this.me });
+    this.rove(item, item === this.current);
     this.keepingScroll(() => this.place(item, seq));
     this.bySeq.set(seq, item);
     this.seqById.set(id, seq);
@@ -150,16 +175,27 @@ export class MessageList {
     if (item) this.removeItem(item);
   }
 
-  remove({ id, seq }) {
-    const key = this.bySeq.has(seq) ? seq : this.seqById.get(id);
-    const item = this.bySeq.get(key);
-    this.bySeq.delete(key);
-    this.seqById.delete(id);
-    if (item) this.removeItem(item);
+  /** A removed message keeps its place, as a placeholder saying so (and
+   * without its actions); a message not on screen is no concern. */
+  markRemoved({ id, seq }, note = "Message removed by a moderator") {
+    const item = this.bySeq.get(seq) ?? this.bySeq.get(this.seqById.get(id));
+    if (!item || item.classList.contains("removed")) return;
+    const hadFocus = item.contains(document.activeElement);
+    item.classList.add("removed");
+    item.classList.remove("mentions-me");
+    item.querySelectorAll(".mod-actions, .mention-note").forEach((node) => node.remove());
+    item.querySelector(".body").replaceWith(el("p", "removed-note", note));
+    if (hadFocus) item.focus();
   }
 
   removeItem(item) {
     const next = item.nextElementSibling;
+    if (item === this.current) {
+      const neighbour = next ?? item.previousElementSibling;
+      const hadFocus = item.contains(document.activeElement);
+      this.setCurrent(neighbour);
+      if (hadFocus) neighbour?.focus();
+    }
     item.remove();
     if (next) this.refresh(next);
   }
@@ -186,6 +222,54 @@ export class MessageList {
     bubble.append(meta, content);
     item.append(day, divider, bubble);
     return item;
+  }
+
+  // ---------------------------------------------------------- keyboard
+
+  /** Make `item` the list's one tab stop (null: none). */
+  setCurrent(item) {
+    if (item === this.current) return;
+    if (this.current) this.rove(this.current, false);
+    this.current = item;
+    if (item) this.rove(item, true);
+    this.followNewest = item === null || item === this.list.lastElementChild;
+  }
+
+  /** The message itself and its links and buttons: tab stops or not. */
+  rove(item, on) {
+    item.tabIndex = on ? 0 : -1;
+    for (const control of item.querySelectorAll("a[href], button")) control.tabIndex = on ? 0 : -1;
+  }
+
+  /** After a change: the stop is on a message that is there, and on the
+   * newest one while the reader has not moved away from it. */
+  keepTabStop() {
+    const newest = this.list.lastElementChild;
+    const inList = this.list.contains(document.activeElement);
+    if (!this.current?.isConnected || (this.followNewest && !inList)) this.setCurrent(newest);
+  }
+
+  key(event) {
+    const item = event.target.closest("li.message");
+    if (!item || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    const items = [...this.list.children];
+    const at = items.indexOf(item);
+    const moves = {
+      ArrowUp: at - 1,
+      ArrowDown: at + 1,
+      PageUp: Math.max(0, at - PAGE_STEP),
+      PageDown: Math.min(items.length - 1, at + PAGE_STEP),
+      Home: 0,
+      End: items.length - 1,
+    };
+    if (event.key === "Escape") {
+      event.preventDefault();
+      return this.onEscape();
+    }
+    if (!(event.key in moves)) return;
+    event.preventDefault();
+    const target = items[moves[event.key]];
+    if (target) target.focus();
   }
 
   /** Put a confirmed item in seq order, before every pending one. */
@@ -346,5 +430,101 @@ export class TypingLine {
     else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
     else if (names.length > 2) text = "Several people are typing…";
     this.line.textContent = text;
+  }
+}
+
+/**
+ * What a screen reader hears of new messages: the message log itself is not
+ * a live region (history pages would be read out whole), so each live
+ * message from someone else is said here, or a count when many come at once.
+ */
+export class Announcer {
+  constructor(region) {
+    this.region = region;
+  }
+
+  /** items: the <li> of messages that just arrived live. */
+  messages(items) {
+    if (items.length > ANNOUNCE_EACH_UPTO) return this.say(`${items.length} new messages`);
+    for (const item of items) {
+      const text = item.querySelector(".body")?.textContent ?? "";
+      const short = text.length > ANNOUNCE_CHARS ? `${text.slice(0, ANNOUNCE_CHARS)}…` : text;
+      const verb = item.classList.contains("mentions-me") ? "mentioned you" : "said";
+      this.say(`${item.dataset.user} ${verb}: ${short}`);
+    }
+  }
+
+  /** Added, never replaced: a live region reads what is added. Old lines go
+   * after a while, so that the page does not keep a hidden transcript. */
+  say(text) {
+    const line = el("p", "", text);
+    this.region.append(line);
+    setTimeout(() => line.remove(), ANNOUNCEMENT_KEPT_MS);
+  }
+}
+
+const untilToday = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const untilLater = new Intl.DateTimeFormat(undefined, {
+  weekday: "short",
+  day: "numeric",
+  month: "short",
+  hour: "2-digit",
+  minute: "2-digit",
+});
+const LONGEST_TIMER_MS = 2 ** 31 - 1; // setTimeout's limit (about 24 days)
+
+/** "16:55" today, "Tue 25 Nov, 16:55" on another day: the reader's own time. */
+export function localTime(date, now = new Date()) {
+  return startOfDay(date).getTime() === startOfDay(now).getTime()
+    ? untilToday.format(date)
+    : untilLater.format(date);
+}
+
+/**
+ * The muted user's banner: shown when a moderator mutes them (a `muted`
+ * frame, or a send refused as `muted`), with the local time it ends; gone
+ * when it ends or a moderator lifts it. The banner goes into a live region
+ * that is always there, so it is announced when it appears.
+ */
+export class MuteBanner {
+  constructor(region) {
+    this.region = region;
+    this.until = null; // a Date, or Infinity for "until unmuted"
+    this.timer = null;
+  }
+
+  get active() {
+    return this.until !== null && this.until > Date.now();
+  }
+
+  /** until: ISO time, or null/undefined for "until unmuted". */
+  set(until) {
+    this.until = until ? new Date(until) : Infinity;
+    this.render();
+  }
+
+  clear() {
+    this.until = null;
+    this.render();
+  }
+
+  /** The sentence for the banner (and for a refused send). */
+  get sentence() {
+    if (this.until === Infinity) return "You are muted in this room until a moderator unmutes you.";
+    return `You are muted in this room until ${localTime(this.until)}.`;
+  }
+
+  render() {
+    clearTimeout(this.timer);
+    if (!this.active) {
+      this.until = null;
+      return this.region.replaceChildren();
+    }
+    const banner = el("p", "mute-banner", `${this.sentence} You can still read along.`);
+    this.region.replaceChildren(banner);
+    if (this.until !== Infinity) {
+      const left = Math.min(this.until - Date.now() + 250, LONGEST_TIMER_MS);
+      this.timer = setTimeout(() => this.render(), left);
+    }
   }
 }

@@ -6,7 +6,7 @@ import { Composer, MentionPicker } from "./composer.js";
 import { Connection } from "./connection.js";
 import { Moderation } from "./moderation.js";
 import { Notifier } from "./notify.js";
-import { MessageList, OnlineList, TypingLine } from "./render.js";
+import { Announcer, MessageList, MuteBanner, OnlineList, TypingLine } from "./render.js";
 
 const HISTORY_PAGE = 50;
 const TYPING_EVERY_MS = 2000;
@@ -32,6 +32,7 @@ const slug = root.dataset.slug;
 const roomName = root.dataset.name;
 const limit = Number(root.dataset.maxLength);
 const status = document.getElementById("connection");
+const countdown = document.getElementById("reconnect-in");
 const scroller = document.getElementById("timeline");
 const olderButton = document.getElementById("load-older");
 const roomStart = document.getElementById("room-start");
@@ -43,14 +44,20 @@ const input = document.getElementById("message-input");
 const composerError = document.getElementById("composer-error");
 const onlineBox = document.getElementById("online");
 
-const moderation = new Moderation(root, { onRemoved: (id) => messages.remove({ id }) });
+const moderation = new Moderation(root, { onRemoved: (id) => messages.markRemoved({ id }) });
 const messages = new MessageList(
   document.getElementById("messages"),
   scroller,
   me,
   moderation.messageControls,
+  { onEscape: () => input.focus() },
 );
-const online = new OnlineList(onlineBox, me, moderation.userControls);
+const online = new OnlineList(onlineBox, me);
+const announcer = new Announcer(document.getElementById("announcer"));
+const mute = new MuteBanner(document.getElementById("mute-notice"));
+// Muted already when the page was made: "indefinitely", or when it ends.
+const mutedUntil = root.dataset.mutedUntil;
+if (mutedUntil) mute.set(mutedUntil === "indefinitely" ? null : mutedUntil);
 const typing = new TypingLine(document.getElementById("typing"));
 const notifier = new Notifier({
   slug,
@@ -139,6 +146,7 @@ function handle(frame) {
       receive(frame.messages, true);
       break;
     case "ack":
+      if (mute.active) mute.clear(); // a send went through: no longer muted
       messages.confirm(frame.client_id, frame);
       settle(frame.client_id);
       changed();
@@ -160,8 +168,14 @@ function handle(frame) {
       if (frame.user !== me) typing.show(frame.user);
       break;
     case "message.deleted":
-      messages.remove(frame);
+      messages.markRemoved(frame);
       changed();
+      break;
+    case "muted":
+      if (frame.room === slug) mute.set(frame.until);
+      break;
+    case "unmuted":
+      if (frame.room === slug) mute.clear();
       break;
     case "error":
       failed(frame);
@@ -206,12 +220,16 @@ function receive(list, live) {
     typing.clear(message.user);
   }
   const added = new Set(messages.add(list));
+  const heard = [];
   for (const message of live ? list : []) {
     const item = messages.bySeq.get(message.seq);
-    if (!added.has(item) || message.user === me || message.seq <= readSeq) continue;
+    if (!added.has(item) || message.user === me) continue;
+    heard.push(item);
+    if (message.seq <= readSeq) continue;
     unseen = true;
     notifier.message(message, item.classList.contains("mentions-me"));
   }
+  if (heard.length) announcer.messages(heard);
   // Messages came while the reader was away and everything before was read:
   // the divider moves down to the first of them.
   if (unseen && !(reading() && messages.atBottom())) {
@@ -262,8 +280,14 @@ function settle(clientId) {
   pump();
 }
 
-function failed({ code, detail, retry_after: retryAfter }) {
+function failed({ code, detail, retry_after: retryAfter, until }) {
   composerError.textContent = detail;
+  if (code === "muted") {
+    // The server's detail has the end in UTC: the banner and the error say
+    // it in the reader's own time.
+    mute.set(until);
+    composerError.textContent = `Not sent: ${mute.sentence}`;
+  }
   if (!SEND_ERRORS.has(code) || inFlight === null) return;
   const clientId = inFlight;
   inFlight = null;
@@ -301,7 +325,7 @@ function unreadCount() {
   let count = 0;
   for (const item of messages.newestFirst()) {
     if (Number(item.dataset.seq) <= readSeq) break;
-    if (item.dataset.user !== me) count += 1;
+    if (item.dataset.user !== me && !item.classList.contains("removed")) count += 1;
   }
   return count;
 }
@@ -363,21 +387,39 @@ setInterval(() => messages.refreshDays(), 60_000);
 
 // ------------------------------------------------------------ connection state
 
+// The status line is a live region: its text changes with the state only,
+// so a screen reader hears "Reconnecting…" once, not every attempt and every
+// second of the wait; the countdown beside it is for the eyes.
+const STATE_TEXT = {
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline: waiting for the network",
+  forbidden: "You no longer have access to this room",
+};
+let everConnected = false;
+let shownStatus = STATE_TEXT.connecting; // as the page comes
+
 function showState(state, seconds) {
-  status.dataset.state = state;
   onlineBox.classList.toggle("stale", state !== "connected");
-  if (state === "connecting") status.textContent = "Connecting…";
-  else if (state === "connected")
-    status.textContent = fanoutDegraded ? "Connected — messages may arrive late" : "Connected";
-  else if (state === "waiting") status.textContent = `Reconnecting in ${seconds}s…`;
-  else if (state === "offline") status.textContent = "Offline: waiting for the network";
-  else if (state === "ended") {
+  // Attempts and the waits between them are one state to the reader.
+  let shown = state;
+  if (state === "connecting" || state === "waiting") {
+    shown = everConnected ? "reconnecting" : "connecting";
+  }
+  if (state === "connected") everConnected = true;
+  countdown.textContent = state === "waiting" ? `in ${seconds} s` : "";
+  status.dataset.state = shown;
+  const text =
+    shown === "connected" && fanoutDegraded ? "Connected — messages may arrive late" : STATE_TEXT[shown];
+  if (state === "ended" && shownStatus !== "ended") {
     const login = document.createElement("a");
     login.href = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`;
     login.textContent = "log in again";
     status.replaceChildren("Your session ended — ", login);
-  } else if (state === "forbidden") {
-    status.textContent = "You no longer have access to this room";
+    shownStatus = "ended";
+  } else if (state !== "ended" && text !== shownStatus) {
+    status.textContent = shownStatus = text;
   }
   if (state !== "connected") {
     ready = false;

@@ -3,12 +3,21 @@ e2e test modules."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from playwright.sync_api import expect
 
 from chat import services
 from chat.models import Message
 
 PASSWORD = "a-long-test-password"  # tests/conftest.py's make_user default
+
+
+def off_loop(service, **arguments):
+    """Call a service that broadcasts from a test: Playwright's event loop on
+    this thread rules out the sync-to-async bridge, so it runs on another."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(service, **arguments).result()
 
 
 def log_in(page, live, username, password=PASSWORD):
@@ -35,6 +44,12 @@ def alice_and_bob_in_lobby(live, new_page, make_user):
 def open_room(page, live, slug):
     page.goto(f"{live.url}/rooms/{slug}/")
     expect(page.get_by_role("status")).to_have_text("Connected")
+
+
+def enter_room(page, live, username, slug):
+    """Log in through the form, then open the room."""
+    log_in(page, live, username)
+    open_room(page, live, slug)
 
 
 def bodies(page):

@@ -11,12 +11,13 @@ from django.utils import timezone
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
+from chat import services
 from chat.models import Membership, Message, ModerationLog, Report
 from tests.e2e.pages import alice_and_bob_in_lobby, bodies, log_in, open_room, send, stored
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-MODERATION_BUTTONS = re.compile(r"^(Remove message from|Mute|Ban) ")
+MODERATION_BUTTONS = re.compile(r"^(Remove message from |Manage members)")
 
 
 def message_item(page, body):
@@ -38,8 +39,9 @@ def notice(page):
 
 
 def confirm(page, button, *, reason=None, minutes=None):
-    """Answer the open moderation dialog with its button named `button`."""
-    dialog = page.get_by_role("dialog")
+    """Answer the open moderation dialog (the one that asks, in front of the
+    members dialog when that is open) with its button named `button`."""
+    dialog = page.locator("#mod-dialog")
     expect(dialog).to_be_visible()
     if minutes is not None:
         dialog.get_by_label("How long").select_option(minutes)
@@ -79,7 +81,11 @@ def test_owner_removes_a_message_for_everyone(lobby):
 
     expect(notice(alice)).to_have_text("Message removed")
     for page in (alice, bob):
+        # The line stays, as a placeholder saying what happened.
         expect(bodies(page)).to_have_text(["keep this"])
+        removed = page.get_by_role("log").locator(".message.removed")
+        expect(removed).to_have_text(re.compile(r"bob.*Message removed by a moderator$"))
+        expect(removed.get_by_role("button")).to_have_count(0)
     spam.refresh_from_db()
     assert spam.deleted_at is not None
     assert spam.deleted_by.username == "alice"
@@ -90,46 +96,172 @@ def test_owner_removes_a_message_for_everyone(lobby):
     expect(bodies(bob)).to_have_text(["keep this"])
 
 
-def test_mute_then_ban_from_the_online_list(lobby):
-    room, alice, bob = lobby
-    # Nobody is offered to act on themselves.
-    expect(alice.get_by_role("button", name="Mute alice")).to_have_count(0)
-    expect(online_names(alice)).to_have_text(["alice", "bob"])  # the names stay bare
+def members_dialog(page):
+    """Open the members dialog (owners, moderators, staff)."""
+    page.get_by_role("button", name="Manage members").click()
+    dialog = page.get_by_role("dialog", name=re.compile("^Members of "))
+    expect(dialog).to_be_visible()
+    return dialog
 
-    alice.get_by_role("button", name="Mute bob").click()
-    confirm(alice, "Mute", minutes="10")
-    expect(notice(alice)).to_have_text("Muted bob for 10 minutes")
+
+def member_row(dialog, username):
+    return dialog.get_by_role("listitem").filter(
+        has=dialog.page.locator(".member-name", has_text=re.compile(f"^{re.escape(username)}$"))
+    )
+
+
+def member_action(dialog, username, action):
+    """A row's buttons say the verb; their group is named by the member."""
+    return dialog.get_by_role("group", name=username, exact=True).get_by_role(
+        "button", name=action, exact=True
+    )
+
+
+def local_time(page, iso):
+    """How the page shows a time: the reader's own clock, hours and minutes."""
+    return page.evaluate(
+        "(t) => new Date(t).toLocaleTimeString(undefined, {hour: '2-digit', minute: '2-digit'})",
+        iso,
+    )
+
+
+def test_mute_shows_a_badge_and_the_muted_users_banner_then_unmute(lobby, settings):
+    room, alice, bob = lobby
+    # Nobody acts on themselves from the Online list or anywhere else.
+    expect(online_names(alice)).to_have_text(["alice", "bob"])
+    expect(online_names(alice).get_by_role("button")).to_have_count(0)
+    expect(bob.get_by_role("button", name="Manage members")).to_have_count(0)
+    banner = bob.locator(".mute-banner")
+    expect(banner).to_have_count(0)
+
+    dialog = members_dialog(alice)
+    expect(member_row(dialog, "alice")).to_contain_text("owner")
+    expect(member_row(dialog, "alice").get_by_role("button")).to_have_count(0)
+    member_action(dialog, "bob", "Mute").click()
+    # The durations offered are the server's (one setting), then "until unmuted".
+    choices = alice.get_by_role("dialog", name="Mute bob").get_by_label("How long")
+    expect(choices.locator("option")).to_have_count(len(settings.CHAT_MUTE_MINUTES) + 1)
+    confirm(alice, "Mute", minutes="10", reason="cool down")
+    expect(dialog.locator("#members-outcome")).to_have_text("Muted bob for 10 minutes")
     until = Membership.objects.get(room=room, user__username="bob").muted_until
     assert timedelta(minutes=9) < until - timezone.now() <= timedelta(minutes=10)
+    ends = local_time(alice, until.isoformat())
+    expect(member_row(dialog, "bob").locator(".badge")).to_have_text([f"muted until {ends}"])
+    expect(member_action(dialog, "bob", "Unmute")).to_be_focused()  # focus stays in the row
 
+    # Bob is told at once, in his own time, without having to send first.
+    expect(banner).to_have_text(
+        f"You are muted in this room until {ends}. You can still read along."
+    )
     box = bob.get_by_role("textbox", name="Message")
     box.fill("can you hear me?")
     box.press("Enter")
-    expect(bob.get_by_role("alert")).to_have_text(
-        re.compile(r"^You are muted in this room until \d{4}-\d\d-\d\dT")
+    expect(bob.locator("#composer-error")).to_have_text(
+        f"Not sent: You are muted in this room until {ends}."
     )
     expect(box).to_have_value("can you hear me?")  # given back, not lost
-    expect(bob.get_by_role("log").get_by_role("listitem")).to_have_count(0)
     assert stored("lobby") == []
+    bob.reload()  # still muted after a reload: the page says so from the start
+    expect(banner).to_contain_text(ends)
 
-    # Ban asks first: cancelling changes nothing.
-    alice.get_by_role("button", name="Ban bob").click()
-    confirm(alice, "Cancel")
-    expect(notice(alice)).to_have_text("Muted bob for 10 minutes")
-    assert not Membership.objects.get(room=room, user__username="bob").is_banned
-
-    alice.get_by_role("button", name="Ban bob").click()
-    confirm(alice, "Ban", reason="enough")
-    expect(notice(alice)).to_have_text("Banned bob")
-    expect(bob.locator("#connection")).to_have_text("You no longer have access to this room")
-    expect(box).to_be_disabled()
-    expect(online_names(alice)).to_have_text(["alice"])
-    assert Membership.objects.get(room=room, user__username="bob").is_banned
+    member_action(dialog, "bob", "Unmute").click()
+    expect(dialog.locator("#members-outcome")).to_have_text("Unmuted bob")
+    expect(member_row(dialog, "bob").locator(".badge")).to_have_count(0)
+    expect(banner).to_have_count(0)  # the unmuted frame clears it
+    send(bob, "thanks")
+    assert stored("lobby") == [("bob", "thanks")]
     assert list(
         ModerationLog.objects.order_by("created", "id").values_list("action", "reason")
-    ) == [("mute", ""), ("ban", "enough")]
+    ) == [("mute", "cool down"), ("unmute", "")]
+
+
+def test_the_banner_goes_when_the_mute_ends(live, lobby):
+    room, alice, bob = lobby
+    until = timezone.now() + timedelta(seconds=3)
+    Membership.objects.filter(room=room, user__username="bob").update(muted_until=until)
+    bob.reload()
+    banner = bob.locator(".mute-banner")
+    expect(banner).to_contain_text(local_time(bob, until.isoformat()))
+    expect(banner).to_have_count(0, timeout=8000)
+    send(bob, "back")
+    assert stored("lobby") == [("bob", "back")]
+
+
+def test_ban_and_unban_from_the_members_list(lobby, live, new_page, make_user):
+    room, alice, bob = lobby
+    carol_user = make_user("carol")
+    services.join_room(room=room, user=carol_user)  # a member, not online now
+    dialog = members_dialog(alice)
+    expect(dialog.locator(".member-name")).to_have_text(["alice", "bob", "carol"])
+
+    # Ban asks first: cancelling changes nothing.
+    member_action(dialog, "bob", "Ban").click()
+    confirm(alice, "Cancel")
+    assert not Membership.objects.get(room=room, user__username="bob").is_banned
+
+    member_action(dialog, "bob", "Ban").click()
+    confirm(alice, "Ban", reason="enough")
+    expect(dialog.locator("#members-outcome")).to_have_text("Banned bob")
+    expect(member_row(dialog, "bob").locator(".badge")).to_have_text(["banned"])
+    expect(bob.get_by_role("status")).to_have_text("You no longer have access to this room")
+    expect(bob.get_by_role("textbox", name="Message")).to_be_disabled()
     with pytest.raises(PlaywrightTimeout):  # 4403 is final: no reconnect
         bob.wait_for_event("websocket", timeout=1500)
+
+    # Someone who is not online can be banned too.
+    member_action(dialog, "carol", "Ban").click()
+    confirm(alice, "Ban")
+    expect(member_row(dialog, "carol").locator(".badge")).to_have_text(["banned"])
+
+    # The owner (not staff) undoes her own ban from the same list.
+    member_action(dialog, "bob", "Unban").click()
+    expect(dialog.locator("#members-outcome")).to_have_text("Unbanned bob: they can come back")
+    expect(member_row(dialog, "bob").locator(".badge")).to_have_count(0)
+    assert not Membership.objects.get(room=room, user__username="bob").is_banned
+    open_room(bob, live, "lobby")
+    send(bob, "I am back")
+    assert stored("lobby") == [("bob", "I am back")]
+    assert list(
+        ModerationLog.objects.order_by("created", "id").values_list(
+            "action", "target_user__username"
+        )
+    ) == [("ban", "bob"), ("ban", "carol"), ("unban", "bob")]
+
+    # Finding someone by name.
+    dialog.get_by_label("Find a member").fill("ca")
+    expect(dialog.locator(".member-name")).to_have_text(["carol"])
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+
+
+def test_the_owner_appoints_and_dismisses_a_moderator(lobby, live, make_user):
+    room, alice, bob = lobby
+    carol_user = make_user("carol")
+    services.join_room(room=room, user=carol_user)
+    dialog = members_dialog(alice)
+    member_action(dialog, "bob", "Make moderator").click()
+    expect(dialog.locator("#members-outcome")).to_have_text("bob is now a moderator")
+    expect(member_row(dialog, "bob").locator(".badge")).to_have_text(["moderator"])
+    assert Membership.objects.get(room=room, user__username="bob").role == "moderator"
+
+    # Bob, now a moderator, moderates plain members but not the owner, and
+    # appoints nobody.
+    bob.reload()
+    bob_dialog = members_dialog(bob)
+    expect(member_row(bob_dialog, "carol").get_by_role("button")).to_have_text(["Mute", "Ban"])
+    expect(member_row(bob_dialog, "alice").get_by_role("button")).to_have_count(0)
+    member_action(bob_dialog, "carol", "Mute").click()
+    confirm(bob, "Mute")  # the first choice offered
+    expect(member_row(bob_dialog, "carol").locator(".badge")).to_have_count(1)
+
+    member_action(dialog, "bob", "Remove moderator").click()
+    expect(dialog.locator("#members-outcome")).to_have_text("bob is no longer a moderator")
+    expect(member_row(dialog, "bob").locator(".badge")).to_have_count(0)
+    assert Membership.objects.get(room=room, user__username="bob").role == "member"
+    bob.reload()
+    expect(bob.get_by_role("button", name="Manage members")).to_have_count(0)
+    actions = ModerationLog.objects.order_by("created", "id").values_list("action", flat=True)
+    assert list(actions) == ["set_role", "mute", "set_role"]
 
 
 def test_member_sees_no_moderation_controls_but_can_report(lobby):
@@ -141,7 +273,7 @@ def test_member_sees_no_moderation_controls_but_can_report(lobby):
         expect(page.get_by_role("log").locator(".pending")).to_have_count(0)
 
     # The owner has the controls (so their absence below means something)…
-    expect(alice.get_by_role("button", name=MODERATION_BUTTONS)).to_have_count(4)
+    expect(alice.get_by_role("button", name=MODERATION_BUTTONS)).to_have_count(3)
     # …Bob, with the same messages and people on screen, has none.
     expect(bob.get_by_role("button", name=MODERATION_BUTTONS)).to_have_count(0)
     expect(message_item(bob, "my reply").get_by_role("button")).to_have_count(0)
@@ -180,6 +312,7 @@ def test_removal_in_the_admin_reaches_open_pages(lobby, live, new_page, make_use
 
     for page in (alice, bob):
         expect(bodies(page)).to_have_text(["hello all"])
+        expect(page.locator(".removed-note")).to_have_text(["Message removed by a moderator"])
     awful.refresh_from_db()
     assert awful.deleted_at is not None and awful.deleted_by.username == "root"
     log = ModerationLog.objects.get()

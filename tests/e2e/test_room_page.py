@@ -125,7 +125,8 @@ def test_reconnect_resumes_without_gaps_or_duplicates(live, new_context, make_us
     expect(bodies(alice)).to_have_text(["before 1", "before 2", "before 3"])
 
     live.stop()
-    expect(alice.get_by_role("status")).to_have_text(re.compile(r"^Reconnecting in \d+s…$"))
+    expect(alice.get_by_role("status")).to_have_text("Reconnecting…")
+    expect(alice.locator("#reconnect-in")).to_have_text(re.compile(r"^in \d+ s$"))
     send(alice, "typed while offline")
     expect(alice.get_by_role("log").locator(".pending")).to_have_count(1)
 
@@ -332,10 +333,21 @@ def test_refusals_rate_limit_mute_and_lost_access(scripted):
     first, retry = room.sends()
     assert first["client_id"] == retry["client_id"] and retry["body"] == "patience"
 
-    room.on_send = lambda f: room.push("error", code="muted", detail="You are muted.")
+    until = "2030-01-02T03:04:05.000Z"
+    room.on_send = lambda f: room.push(
+        "error", code="muted", detail=f"You are muted in this room until {until}.", until=until
+    )
     box.fill("let me speak")
     box.press("Enter")
-    expect(page.locator("#composer-error")).to_have_text("You are muted.")
+    # Said in the reader's own time, not as the UTC timestamp of the detail.
+    local = page.evaluate(
+        "(t) => new Date(t).toLocaleString(undefined, {hour: '2-digit', minute: '2-digit'})",
+        until,
+    )
+    expect(page.locator("#composer-error")).to_have_text(
+        re.compile(rf"^Not sent: You are muted in this room until .*{re.escape(local)}\.$")
+    )
+    expect(page.locator(".mute-banner")).to_contain_text(local)
     expect(bodies(page)).to_have_text(["patience"])  # the refused one is dropped…
     expect(box).to_have_value("let me speak")  # …and its text given back
     assert len(room.sends()) == 3

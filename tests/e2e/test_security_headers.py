@@ -134,9 +134,10 @@ def test_the_room_page_quotes_names_in_moderation_urls(live, watched_page, make_
         log_in(pages[name], live, name)
         open_room(pages[name], live, "den")
     bob = pages["bob"]
-    bob.get_by_role("button", name="Mute a+b@c").click()
-    dialog = bob.get_by_role("dialog")
+    bob.get_by_role("button", name="Manage members").click()
+    bob.get_by_role("group", name="a+b@c").get_by_role("button", name="Mute").click()
+    dialog = bob.locator("#mod-dialog")
     dialog.get_by_label("How long").select_option("10")
     dialog.get_by_role("button", name="Mute", exact=True).click()
-    expect(bob.locator("#moderation-status")).to_have_text("Muted a+b@c for 10 minutes")
+    expect(bob.locator("#members-outcome")).to_have_text("Muted a+b@c for 10 minutes")
     assert Membership.objects.get(room=room, user__username="a+b@c").muted_until is not None
