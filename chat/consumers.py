@@ -9,7 +9,6 @@ every local socket; the consumer itself has no channel on the channel layer.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import random
@@ -17,11 +16,9 @@ import secrets
 import time
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.utils.module_loading import import_string
 
 from . import hub, limits, selectors, services, sockets, wire
 from .events import Close
@@ -151,7 +148,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _open(self):
         try:
-            access = await database_sync_to_async(self._authorize)(self.slug)
+            access = await self.worker_hub.authorizer.submit((self.session_key, self.slug))
         except selectors.RoomNotFound:
             return self.close(Close.NO_ACCESS)
         if access is None:
@@ -202,16 +199,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """When the socket is asked to reconnect (and be checked again)."""
         age = settings.CHAT_MAX_SOCKET_AGE * (1 - random.random() / 10)
         return asyncio.get_running_loop().time() + age
-
-    def _authorize(self, slug: str) -> selectors.SocketAccess | None:
-        """User and room access in one trip to the database thread (and one
-        query); None when not logged in; RoomNotFound when the room is not
-        for this user. A public room's visitor becomes a member."""
-        session = _session_store(self.session_key)
-        access = selectors.socket_access(session=session, slug=slug)
-        if access is not None and not access.is_member:
-            services.join_room(room=access.room, user=access.user)
-        return access
 
     # ------------------------------------------------------------ client frames
 
@@ -329,17 +316,6 @@ class NoRouteConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         await self.accept()
         await AsyncWebsocketConsumer.close(self, code=Close.NO_ROUTE)
-
-
-@functools.cache
-def _session_store_class():
-    return import_string(settings.SESSION_ENGINE).SessionStore
-
-
-def _session_store(session_key: str | None):
-    """The session (not loaded yet): built where it is read, in the database
-    thread, and not kept by the socket."""
-    return _session_store_class()(session_key)
 
 
 def _too_large(raw) -> bool:

@@ -45,8 +45,9 @@ from typing import Protocol
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import events, limits, selectors, services, shutdown, wire
+from . import admission, events, limits, selectors, services, shutdown, wire
 from . import redis as redis_clients
+from .batching import Batcher
 from .models import Room
 
 logger = logging.getLogger(__name__)
@@ -509,6 +510,9 @@ class Hub:
         self.draining = False  # shutting down: no socket opens any more
         self.fanout_degraded = False  # the channel layer's Redis does not answer
         self.lag = 0.0  # seconds the latest message event took to get here
+        # Opening sockets' access checks: one trip to the database thread for
+        # all that open at the same moment (see chat.batching).
+        self.authorizer = Batcher(database_sync_to_async(admission.authorize_many))
         self.started = self.loop.create_task(self._start())
 
     async def _start(self) -> None:

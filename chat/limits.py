@@ -13,15 +13,18 @@ worker that died stop counting within CHAT_PRESENCE_TTL seconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections import defaultdict
 
 import redis
 from django.conf import settings
 
 from . import redis as redis_clients
+from .batching import Batcher
 from .services.errors import RateLimited
 
 logger = logging.getLogger(__name__)
@@ -108,24 +111,34 @@ def spend_sync(*, kind: str, user_id: int) -> None:
 
 # ---------------------------------------------------------------- open sockets
 
-# KEYS: the user's sockets zset. ARGV: now, expiry, key ttl, cap, conn id.
-_LUA_OPEN_SOCKET = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZSCORE', KEYS[1], ARGV[5]) == false and
-   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-  return 0
+# Several sockets at once. KEYS: each socket's user's zset. ARGV: now,
+# expiry, key ttl, cap, then each socket's conn id. Returns 1 (counted) or 0
+# (at the cap) per socket.
+_LUA_OPEN_SOCKETS = """
+local counted = {}
+for i, key in ipairs(KEYS) do
+  local conn = ARGV[4 + i]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  if redis.call('ZSCORE', key, conn) == false and
+     redis.call('ZCARD', key) >= tonumber(ARGV[4]) then
+    counted[i] = 0
+  else
+    redis.call('ZADD', key, ARGV[2], conn)
+    redis.call('EXPIRE', key, ARGV[3])
+    counted[i] = 1
+  end
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
+return counted
 """
 
 
 class SocketCounter:
-    """Open sockets per user, across workers."""
+    """Open sockets per user, across workers. Sockets that open (or close) in
+    the same turn of a worker's event loop are counted in one Redis call."""
 
     def __init__(self):
         self.memory: dict[int, dict[str, float]] = defaultdict(dict)
+        self.batchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _key(self, user_id: int) -> str:
         return f"{settings.CHAT_REDIS_PREFIX}:sockets:{user_id}"
@@ -135,24 +148,39 @@ class SocketCounter:
         now = time.time()
         return now, now + ttl, ttl * 4
 
+    def _batcher(self, kind: str) -> Batcher:
+        batchers = self.batchers.setdefault(asyncio.get_running_loop(), {})
+        if kind not in batchers:
+            run = self._open_many if kind == "open" else self._close_many
+            batchers[kind] = Batcher(run)
+        return batchers[kind]
+
     async def open(self, user_id: int, conn_id: str) -> bool:
         """Count a new socket; False (and nothing counted) at the cap."""
-        cap = settings.CHAT_MAX_SOCKETS_PER_USER
-        now, expiry, key_ttl = self._times()
         if not settings.REDIS_URL:
-            mine = self.memory[user_id]
-            for conn, until in list(mine.items()):
-                if until <= now:
-                    del mine[conn]
-            if conn_id not in mine and len(mine) >= cap:
-                return False
-            mine[conn_id] = expiry
-            return True
+            return self._open_in_memory(user_id, conn_id)
+        return await self._batcher("open").submit((user_id, conn_id))
+
+    def _open_in_memory(self, user_id: int, conn_id: str) -> bool:
+        now, expiry, _ = self._times()
+        mine = self.memory[user_id]
+        for conn, until in list(mine.items()):
+            if until <= now:
+                del mine[conn]
+        if conn_id not in mine and len(mine) >= settings.CHAT_MAX_SOCKETS_PER_USER:
+            return False
+        mine[conn_id] = expiry
+        return True
+
+    async def _open_many(self, sockets: list[tuple[int, str]]) -> list[bool]:
         client = redis_clients.async_client(settings.REDIS_URL)
         if not hasattr(client, "sockets_lua"):
-            client.sockets_lua = client.register_script(_LUA_OPEN_SOCKET)
-        keys, args = [self._key(user_id)], [now, expiry, key_ttl, cap, conn_id]
-        return bool(await client.sockets_lua(keys=keys, args=args))
+            client.sockets_lua = client.register_script(_LUA_OPEN_SOCKETS)
+        now, expiry, key_ttl = self._times()
+        keys = [self._key(user_id) for user_id, _ in sockets]
+        args = [now, expiry, key_ttl, settings.CHAT_MAX_SOCKETS_PER_USER]
+        counted = await client.sockets_lua(keys=keys, args=args + [c for _, c in sockets])
+        return [bool(flag) for flag in counted]
 
     async def close(self, user_id: int, conn_id: str) -> None:
         if not settings.REDIS_URL:
@@ -160,7 +188,16 @@ class SocketCounter:
             if not self.memory[user_id]:
                 del self.memory[user_id]
             return
-        await redis_clients.async_client(settings.REDIS_URL).zrem(self._key(user_id), conn_id)
+        await self._batcher("close").submit((user_id, conn_id))
+
+    async def _close_many(self, sockets: list[tuple[int, str]]) -> list[None]:
+        async with redis_clients.async_client(settings.REDIS_URL).pipeline(
+            transaction=False
+        ) as pipe:
+            for user_id, conn_id in sockets:
+                pipe.zrem(self._key(user_id), conn_id)
+            await pipe.execute()
+        return [None] * len(sockets)
 
     async def refresh(self, conns: dict[int, list[str]]) -> None:
         """Keep this worker's sockets ({user id: [conn ids]}) counted."""

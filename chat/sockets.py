@@ -21,7 +21,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 
-from . import wire
+from . import daphne_tuning, wire
 
 logger = logging.getLogger(__name__)
 
@@ -175,5 +175,6 @@ def daphne_protocol(send):
 def writer_for(send, *, max_queued: int, on_overflow: Callable[[], None]):
     protocol = daphne_protocol(send)
     if protocol is not None:
+        daphne_tuning.tune(protocol)
         return DaphneWriter(protocol, max_queued=max_queued, on_overflow=on_overflow)
     return AsgiWriter(send)

@@ -221,3 +221,18 @@ async def test_killed_worker_drops_out_of_presence_and_its_clients_catch_up_else
     for client in (ca, cb, cm):
         await client.wait_messages(9)
         assert client.seqs() == list(range(1, 10)), client.label
+
+
+async def test_later_sockets_open_after_the_first_tuned_the_protocol(
+    workers, make_member, make_room, open_client
+):
+    """The first socket of a worker moves autobahn's per-connection settings
+    to the protocol class (chat.daphne_tuning); sockets after it, offering
+    permessage-deflate as browsers do (the websockets client does too), must
+    still open, and with no compression (Daphne declines it)."""
+    member = await make_member("tuned")
+    room = await make_room(member)
+    for _ in range(3):
+        client = await open_client(member, workers[2], room.slug)
+        assert client.hello["type"] == "hello"
+        assert client.ws.protocol.extensions == []
