@@ -50,6 +50,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     last_typing = 0.0
     counted = False  # in the user's open sockets (limits.sockets)
     history_busy = False
+    history_task: asyncio.Task | None = None
     expires_at = float("inf")  # loop time at which the hub asks it to reconnect
 
     def __init__(self, *, channel_layer_alias: str | None = None):
@@ -93,7 +94,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     def username(self) -> str:
         return self.user.username
 
-    def write(self, text: str, data: bytes | None = None) -> None:
+    def write(self, text: str, data: wire.Outgoing | None = None) -> None:
         if self.held is not None:
             self.held.append((text, data))
         else:
@@ -157,10 +158,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if not await self._count_socket():
             return self.close(Close.TOO_MANY_SOCKETS)
         self.expires_at = self._expiry()
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         after_error = None
         try:
-            after = parse_after(query.get("after", [None])[-1])
+            after = parse_after(self.requested_after())
         except FrameError as error:
             after, after_error = None, error
         self.held = []
@@ -173,9 +173,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 room=self.room,
                 online=entry.online,
                 last_seq=entry.last_seq,
+                **self.hello_extras(),
             )
         )
-        self.writer.write(entry.history)
+        self.writer.write(entry.history, wire.Outgoing(entry.history, entry.last_seq))
         if after_error:
             self.writer.write(wire.error_frame(after_error.code, after_error.detail))
         if self.worker_hub.fanout_degraded:
@@ -183,6 +184,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         held, self.held = self.held, None
         for text, data in held:
             self.writer.write(text, data)
+
+    def requested_after(self) -> str | None:
+        """The raw `after` the client resumes from (the URL's query)."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        return query.get("after", [None])[-1]
+
+    def hello_extras(self) -> dict:
+        """Fields this transport adds to `hello`."""
+        return {}
 
     async def _count_socket(self) -> bool:
         """Count this socket against the user's CHAT_MAX_SOCKETS_PER_USER;
@@ -275,7 +285,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 "rate_limited", "One history request at a time.", retry_after=HISTORY_RETRY
             )
         self.history_busy = True
-        self.worker_hub.spawn(self._history_from_database(frame))
+        self.history_task = self.worker_hub.spawn(self._history_from_database(frame))
 
     async def _history_from_database(self, frame: HistoryRequest):
         try:

@@ -69,8 +69,9 @@ class Listener(Protocol):
     session_key: str | None
     expires_at: float  # loop time after which it is asked to reconnect
 
-    def write(self, text: str, data: bytes | None = None) -> None:
-        """Send a frame (`data`: its WebSocket bytes, when built already)."""
+    def write(self, text: str, data: wire.Outgoing | None = None) -> None:
+        """Send a frame (`data`: the same frame with its encodings, shared by
+        every listener of a broadcast)."""
 
     def close(self, code: int) -> None:
         """The server closes this socket; the hub has let go of it already."""
@@ -118,6 +119,7 @@ class RoomHub:
         self.latest_page: str | None = None  # `history` frame of the latest page
         # Batching.
         self.batch: list[str] | None = None
+        self.batch_seq = 0  # the last seq in the batch
         self.last_emit = 0.0
         self.idle_timer: asyncio.TimerHandle | None = None
 
@@ -312,7 +314,7 @@ class RoomHub:
             self.floor = self.seqs[cut - 1]
             del self.seqs[:cut], self.texts[:cut]
         self.latest_page = None
-        self._emit(text)
+        self._emit(seq, text)
 
     def _release_pending(self) -> None:
         while self.cursor + 1 in self.pending:
@@ -385,9 +387,10 @@ class RoomHub:
 
     # -------------------------------------------------------- fan-out
 
-    def _emit(self, text: str) -> None:
+    def _emit(self, seq: int, text: str) -> None:
         if self.batch is not None:
             self.batch.append(text)
+            self.batch_seq = seq
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -396,18 +399,18 @@ class RoomHub:
             window = max(window, BEHIND_BATCH_WINDOW)  # behind: fewer, larger frames
         if now - self.last_emit >= window:
             self.last_emit = now
-            self._fanout(wire.message_frame(text))
+            self._fanout(wire.message_frame(text), seq=seq)
             return
         # Within the window of the last frame: wait for its end and send
         # everything that came meanwhile as one frame.
-        self.batch = [text]
+        self.batch, self.batch_seq = [text], seq
         loop.call_at(self.last_emit + window, self._flush)
 
     def _flush(self) -> None:
         batch, self.batch = self.batch, None
         if batch:
             self.last_emit = asyncio.get_running_loop().time()
-            self._fanout(wire.messages_frame(batch))
+            self._fanout(wire.messages_frame(batch), seq=self.batch_seq)
 
     def broadcast(self, text: str, skip: str | None = None, user_id: int | None = None) -> None:
         """Any frame but a message: after the held batch, so frames keep their
@@ -415,10 +418,16 @@ class RoomHub:
         self._flush()
         self._fanout(text, skip, user_id)
 
-    def _fanout(self, text: str, skip: str | None = None, user_id: int | None = None) -> None:
+    def _fanout(
+        self,
+        text: str,
+        skip: str | None = None,
+        user_id: int | None = None,
+        seq: int | None = None,
+    ) -> None:
         if not self.listeners:
             return
-        data = wire.websocket_text_frame(text)
+        data = wire.Outgoing(text, seq)
         listeners = list(self.listeners.values())
         if skip is not None or user_id is not None:  # not the per-message path
             listeners = [
@@ -433,13 +442,37 @@ class RoomHub:
 # ---------------------------------------------------------------- one socket's seat
 
 
-class Seat:
+class RoomReader:
+    """Reads a room's history: from the worker's memory of it when it has
+    the room and the memory holds the page, else from the database."""
+
+    def __init__(self, room: Room, room_hub: RoomHub | None):
+        self.room = room
+        self.room_hub = room_hub
+
+    def history_from_memory(self, before: int | None, limit: int) -> str | None:
+        """The answer to a `history` request, if the room's memory holds it."""
+        if self.room_hub is None or not self.room_hub.loaded.done():
+            return None
+        return self.room_hub.history_before(before, limit)
+
+    async def history_from_database(self, before: int | None, limit: int) -> str:
+        texts, has_more = await database_sync_to_async(selectors.message_texts_before)(
+            room=self.room, before=before, limit=limit
+        )
+        return wire.history_frame(texts, has_more)
+
+    def leave(self) -> None:
+        """A reader holds no seat: nothing to give back."""
+
+
+class Seat(RoomReader):
     """One socket's place in one room's hub."""
 
     def __init__(self, hub: Hub, listener: Listener, room: Room):
         self.hub = hub
         self.listener = listener
-        self.room_hub = hub.room_hub(room)
+        super().__init__(room, hub.room_hub(room))
         self.room_hub.seat_taken()
         self.counted = False
         self.left = False
@@ -456,16 +489,6 @@ class Seat:
                 room=room_hub.room, after=after, upto=last_seq
             )
         return Entry(online=online, last_seq=last_seq, history=history)
-
-    def history_from_memory(self, before: int | None, limit: int) -> str | None:
-        """The answer to a `history` request, if the room's memory holds it."""
-        return self.room_hub.history_before(before, limit)
-
-    async def history_from_database(self, before: int | None, limit: int) -> str:
-        texts, has_more = await database_sync_to_async(selectors.message_texts_before)(
-            room=self.room_hub.room, before=before, limit=limit
-        )
-        return wire.history_frame(texts, has_more)
 
     def leave(self) -> None:
         """Undo what entering did (idempotent, never awaits: it runs from
@@ -525,6 +548,7 @@ class Hub:
         self.spawn(self._heartbeat_forever())
         self.spawn(self._watch_seqs_forever())
         self.spawn(self._expire_sockets_forever())
+        self.spawn(self._heartbeat_streams_forever())
 
     def spawn(self, coroutine) -> asyncio.Task:
         """A task the hub owns: kept referenced until done, errors logged."""
@@ -542,6 +566,10 @@ class Hub:
 
     def seat(self, listener: Listener, room: Room) -> Seat:
         return Seat(self, listener, room)
+
+    def reader(self, room: Room) -> RoomReader:
+        """History of a room without a seat in it (an HTTP request)."""
+        return RoomReader(room, self.rooms.get(room.pk))
 
     def room_hub(self, room: Room) -> RoomHub:
         room_hub = self.rooms.get(room.pk)
@@ -588,7 +616,7 @@ class Hub:
         return [listener for room in self.rooms.values() for listener in room.listeners.values()]
 
     def tell_everyone(self, text: str) -> None:
-        data = wire.websocket_text_frame(text)
+        data = wire.Outgoing(text)
         for listener in self.listeners():
             listener.write(text, data)
 
@@ -712,6 +740,16 @@ class Hub:
             )
             room_hub.online = set(online)
         await limits.sockets.refresh(sockets)
+
+    async def _heartbeat_streams_forever(self) -> None:
+        """A comment on every event stream now and then (chat.sse): proxies
+        close a response that stays quiet too long."""
+        while True:
+            await asyncio.sleep(settings.CHAT_SSE_HEARTBEAT)
+            for listener in self.listeners():
+                heartbeat = getattr(listener, "heartbeat", None)
+                if heartbeat is not None:
+                    heartbeat()
 
     async def _expire_sockets_forever(self) -> None:
         interval = min(60.0, max(settings.CHAT_MAX_SOCKET_AGE / 20, 0.05))

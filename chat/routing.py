@@ -1,4 +1,5 @@
-"""The WebSocket side, in one step per socket.
+"""The WebSocket side, in one step per socket (and the HTTP side's event
+streams, chat.sse).
 
 Channels' stack (origin validator, cookie and session middleware, URL router)
 copies the scope at each layer and keeps each layer's coroutine alive for the
@@ -21,6 +22,7 @@ from .consumers import NoRouteConsumer, RoomConsumer
 from .origins import origin_allowed
 
 ROOM_PATH = re.compile(r"^/?ws/rooms/(?P<slug>[^/]+)/$")
+STREAM_PATH = re.compile(r"^/?sse/rooms/(?P<slug>[^/]+)/$")
 
 
 def session_key_from(scope) -> str | None:
@@ -48,3 +50,24 @@ class WebSocketRouter:
 
 def websocket_application(*, channel_layer_alias: str | None = None):
     return WebSocketRouter(channel_layer_alias=channel_layer_alias)
+
+
+class HttpRouter:
+    """HTTP: a room's event stream (GET /sse/rooms/<slug>/, chat.sse) is a
+    consumer of its own, held open for as long as the client reads it;
+    everything else, the frames POSTed beside it included, is Django's."""
+
+    def __init__(self, django_app, *, channel_layer_alias: str | None = None):
+        self.django_app = django_app
+        self.channel_layer_alias = channel_layer_alias
+
+    async def __call__(self, scope, receive, send):
+        match = STREAM_PATH.match(scope["path"]) if scope["method"] == "GET" else None
+        if match is None:
+            return await self.django_app(scope, receive, send)
+        from .sse import RoomEventStream
+
+        stream = RoomEventStream(channel_layer_alias=self.channel_layer_alias)
+        stream.slug = match["slug"]
+        stream.session_key = session_key_from(scope)
+        return await stream(scope, receive, send)

@@ -50,15 +50,15 @@ class DaphneWriter:
     def is_open(self) -> bool:
         return self.protocol.state == self.protocol.STATE_OPEN
 
-    def write(self, text: str, data: bytes | None = None) -> None:
-        """Send one text frame; `data` is its wire bytes when already built."""
+    def write(self, text: str, data: wire.Outgoing | None = None) -> None:
+        """Send one text frame; `data`: the same frame shared by a broadcast."""
         protocol = self.protocol
         if protocol.state != protocol.STATE_OPEN:
             return  # closing or closed: nothing more goes out
         if protocol._perMessageCompress is not None or protocol.send_queue:
             protocol.sendMessage(text.encode("utf-8"), False)  # autobahn frames it
         else:
-            self._send(data or wire.websocket_text_frame(text))
+            self._send(data.ws if data is not None else wire.websocket_text_frame(text))
         if self.queued_bytes() > self.max_queued:
             self.on_overflow()
 
@@ -133,7 +133,7 @@ class AsgiWriter:
     def is_open(self) -> bool:
         return not self.closed
 
-    def write(self, text: str, data: bytes | None = None) -> None:
+    def write(self, text: str, data: wire.Outgoing | None = None) -> None:
         if not self.closed:
             self._put({"type": "websocket.send", "text": text})
 

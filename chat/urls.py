@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import sse, views
 
 app_name = "chat"
 urlpatterns = [
@@ -9,6 +9,8 @@ urlpatterns = [
     path("rooms/<str:slug>/", views.room, name="room"),
     path("rooms/<str:slug>/members/", views.add_member, name="add_member"),
     path("rooms/<str:slug>/people/", views.people, name="people"),
+    # The frames of a client whose WebSocket is blocked (its events: chat.sse).
+    path("sse/rooms/<str:slug>/", sse.post_frame, name="sse_frame"),
 ]
 
 # Moderation from the room page (owners, room moderators, staff) and reports.

@@ -57,13 +57,14 @@ def history_frame(message_texts: list[str], has_more: bool) -> str:
     return '{"type":"history","messages":[' + ",".join(message_texts) + '],"has_more":' + more + "}"
 
 
-def hello_frame(*, username: str, room: Room, online: list[str], last_seq: int) -> str:
+def hello_frame(*, username: str, room: Room, online: list[str], last_seq: int, **extras) -> str:
     return frame(
         "hello",
         user=username,
         room={"slug": room.slug, "name": room.name},
         online=online,
         last_seq=last_seq or None,
+        **extras,
     )
 
 
@@ -80,6 +81,39 @@ PONG = frame("pong")
 # Whether messages reach this worker from the others (the channel layer).
 FANOUT_DEGRADED = frame("status", fanout="degraded")
 FANOUT_OK = frame("status", fanout="ok")
+
+
+class Outgoing:
+    """One frame on its way to many sockets: its wire encodings (WebSocket,
+    Server-Sent Events) are built once, on first use, and shared by all.
+    `seq`: the last message seq the frame carries (an SSE event id), if any."""
+
+    __slots__ = ("text", "seq", "_ws", "_sse")
+
+    def __init__(self, text: str, seq: int | None = None):
+        self.text, self.seq = text, seq
+        self._ws: bytes | None = None
+        self._sse: bytes | None = None
+
+    @property
+    def ws(self) -> bytes:
+        if self._ws is None:
+            self._ws = websocket_text_frame(self.text)
+        return self._ws
+
+    @property
+    def sse(self) -> bytes:
+        if self._sse is None:
+            self._sse = sse_event(self.text, self.seq)
+        return self._sse
+
+
+def sse_event(text: str, event_id: int | None = None) -> bytes:
+    """A Server-Sent Events event carrying one frame (frames are one line of
+    JSON); with an id, a reconnecting EventSource sends it back as
+    Last-Event-ID."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}data: {text}\n\n".encode()
 
 
 def websocket_text_frame(text: str) -> bytes:

@@ -10,6 +10,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from chat.routing import websocket_application  # noqa: E402
+from chat.routing import HttpRouter, websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})
+application = ProtocolTypeRouter(
+    {"http": HttpRouter(django_asgi_app), "websocket": websocket_application()}
+)

@@ -288,6 +288,9 @@ CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 250, minimum=1)
 # are closed with 1013 and a retry hint, so that a reconnect storm is served
 # in turn instead of every handshake timing out together.
 CHAT_MAX_OPENING = env_int("CHAT_MAX_OPENING", 1000, minimum=1)
+# Seconds between the comments that keep a quiet event stream (the
+# compatibility transport, chat.sse) open through proxies.
+CHAT_SSE_HEARTBEAT = env_float("CHAT_SSE_HEARTBEAT", 15, minimum=0.05)
 # A worker that receives messages this many seconds late (its CPU cannot keep
 # up) sheds load: typing notices are dropped from a quarter of it, and from
 # it messages are caught up from the database a room at a time.

@@ -213,15 +213,164 @@ class ChatSocket:
         await self.comm.disconnect()
 
 
-@pytest.fixture
-async def connect():
-    """connect(user, slug, after=None) -> (ChatSocket, hello, history) for an
-    authenticated socket through the whole ASGI stack (origin check, session
-    auth, routing). Closes every socket at the end of the test."""
-    from chat.routing import websocket_application
-    from chatsite.asgi import application
+CSRF_TOKEN = "t" * 32  # a CSRF secret of the right form, as cookie and header
 
-    opened: list[ChatSocket] = []
+
+class StreamSocket:
+    """The event-stream transport (chat.sse) behind ChatSocket's methods: the
+    room's events from a streamed GET, frames sent as POSTs whose answers
+    arrive among the events, a close frame where a WebSocket would close."""
+
+    def __init__(self, app, path: str, headers: list, post_path: str):
+        from channels.testing import ApplicationCommunicator
+
+        self.headers = headers
+        self.post_path = post_path
+        self.close_code = None
+        self.backlog: list[dict] = []
+        self.unbatched: list[dict] = []
+        self.frames: asyncio.Queue = asyncio.Queue()
+        path, _, query = path.partition("?")
+        self.comm = ApplicationCommunicator(
+            app,
+            {
+                "type": "http",
+                "method": "GET",
+                "path": path,
+                "query_string": query.encode(),
+                "headers": headers,
+            },
+        )
+        self.conn = ""
+        self.reader: asyncio.Task | None = None
+
+    async def open(self):
+        await self.comm.send_input({"type": "http.request", "body": b"", "more_body": False})
+        start = await self.comm.receive_output(TIMEOUT)
+        assert start["type"] == "http.response.start" and start["status"] == 200, start
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self):
+        pending = b""
+        while True:
+            message = await self.comm.receive_output(3600)
+            pending += message.get("body", b"")
+            *events, pending = pending.split(b"\n\n")
+            for event in events:
+                for line in event.split(b"\n"):
+                    if line.startswith(b"data: "):
+                        await self._arrived(json.loads(line[6:]))
+            if not message.get("more_body"):
+                await self.frames.put(None)
+                return
+
+    async def _arrived(self, frame: dict):
+        if frame["type"] == "hello":
+            self.conn = frame.get("conn", "")
+        await self.frames.put(frame)
+
+    async def send(self, **frame):
+        await self.send_raw(json.dumps(frame))
+
+    async def send_raw(self, text=None, bytes_data=None):
+        from channels.testing import ApplicationCommunicator
+
+        from chatsite.asgi import application
+
+        assert bytes_data is None, "the event stream's frames are JSON text"
+        body = text.encode("utf-8", "surrogatepass")
+        cookie = (
+            next(v for k, v in self.headers if k == b"cookie")
+            + f"; csrftoken={CSRF_TOKEN}".encode()
+        )
+        headers = [(b"cookie", cookie), (b"x-csrftoken", CSRF_TOKEN.encode())]
+        headers += [(b"host", b"localhost"), (b"content-type", b"application/json")]
+        comm = ApplicationCommunicator(
+            application,
+            {
+                "type": "http",
+                "method": "POST",
+                "path": self.post_path,
+                "query_string": f"conn={self.conn}".encode(),
+                "headers": headers,
+            },
+        )
+        await comm.send_input({"type": "http.request", "body": body, "more_body": False})
+        start = await comm.receive_output(TIMEOUT)
+        answer = b""
+        while True:
+            message = await comm.receive_output(TIMEOUT)
+            answer += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        assert start["status"] in (200, 401, 403), (start, answer)
+        for frame in json.loads(answer):
+            await self._arrived(frame)
+
+    async def recv(self, timeout=TIMEOUT) -> dict:
+        if self.unbatched:
+            return self.unbatched.pop(0)
+        frame = await asyncio.wait_for(self.frames.get(), timeout)
+        if frame is None or frame["type"] == "close":
+            self.close_code = frame and frame["code"]
+            raise AssertionError(f"stream closed with {self.close_code}")
+        if frame["type"] == "messages":
+            self.unbatched = [{"type": "message", "message": m} for m in frame["messages"]]
+            return self.unbatched.pop(0)
+        return frame
+
+    expect = ChatSocket.expect
+
+    async def expect_closed(self, code: int, timeout=TIMEOUT):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await asyncio.wait_for(self.frames.get(), max(deadline - loop.time(), 0.01))
+            if frame is None or frame["type"] == "close":
+                assert frame is not None and frame["code"] == code, frame
+                return
+
+    async def nothing(self, timeout=0.3) -> None:
+        assert not self.backlog, f"unread frames: {self.backlog}"
+        with contextlib.suppress(TimeoutError):
+            frame = await asyncio.wait_for(self.frames.get(), timeout)
+            raise AssertionError(f"expected no frame, got {frame}")
+
+    async def close(self):
+        if self.reader is not None:
+            self.reader.cancel()
+        await self.comm.send_input({"type": "http.disconnect"})
+        with contextlib.suppress(Exception):
+            await self.comm.wait(1)
+
+
+@pytest.fixture
+def transport(request):
+    """The transport a `connect` socket uses: the WebSocket, or for tests
+    marked `both_transports` (and not `websocket_only`) each in turn."""
+    return getattr(request, "param", "websocket")
+
+
+def pytest_generate_tests(metafunc):
+    definition = metafunc.definition
+    if (
+        "transport" in metafunc.fixturenames
+        and definition.get_closest_marker("both_transports")
+        and not definition.get_closest_marker("websocket_only")
+    ):
+        metafunc.parametrize("transport", ["websocket", "eventstream"], indirect=True)
+
+
+@pytest.fixture
+async def connect(transport):
+    """connect(user, slug, after=None) -> (socket, hello, history) for an
+    authenticated socket through the whole ASGI stack (origin check, session
+    auth, routing), over the test's `transport`. Closes every socket at the
+    end of the test."""
+    from chat.routing import HttpRouter, websocket_application
+    from chatsite.asgi import application, django_asgi_app
+
+    opened: list = []
 
     async def open_socket(
         user,
@@ -238,7 +387,20 @@ async def connect():
         if user is not None or cookie is not None:
             cookie = cookie or await sync_to_async(session_cookie_for)(user)
             headers.append((b"cookie", f"sessionid={cookie}".encode()))
-        path = f"/ws/rooms/{slug}/" + (f"?after={after}" if after is not None else "")
+        query = f"?after={after}" if after is not None else ""
+        if transport == "eventstream":
+            app = HttpRouter(django_asgi_app, channel_layer_alias=layer_alias)
+            headers.append((b"host", b"localhost"))
+            socket = StreamSocket(app, f"/sse/rooms/{slug}/{query}", headers, f"/sse/rooms/{slug}/")
+            await socket.open()
+            socket.connected, socket.handshake_code = True, None
+            opened.append(socket)
+            if not expect_hello:
+                return socket, None, None
+            hello, history = await socket.recv(), await socket.recv()
+            assert hello["type"] == "hello" and history["type"] == "history", (hello, history)
+            return socket, hello, history
+        path = f"/ws/rooms/{slug}/{query}"
         app = application
         if layer_alias:  # a consumer on another channel layer instance: "another worker"
             app = websocket_application(channel_layer_alias=layer_alias)

@@ -11,7 +11,10 @@ from django.test import Client
 from chat import events, services, wire
 from chat.models import Membership, Message
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every test of the contract runs over the WebSocket and over the event
+# stream (chat.sse), but those about what only a WebSocket has.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_transports]
+websocket_only = pytest.mark.websocket_only
 
 count_messages = sync_to_async(lambda **kw: Message.objects.filter(**kw).count())
 
@@ -43,6 +46,7 @@ async def test_no_access_is_4403_whatever_the_reason(connect, alice, bob, room, 
     await socket.expect_closed(4403)
 
 
+@websocket_only
 @pytest.mark.parametrize("origin", ["http://evil.example", None])
 async def test_foreign_or_missing_origin_is_refused_at_handshake(connect, alice, room, origin):
     socket, _, _ = await connect(alice, room.slug, origin=origin, expect_hello=False)
@@ -55,8 +59,10 @@ async def test_private_room_member_gets_in(connect, alice, bob, private_room):
     assert hello["room"] == {"slug": "secret-plans", "name": "Secret plans"}
 
 
-async def test_hello_then_history(connect, alice, room):
+async def test_hello_then_history(connect, alice, room, transport):
     socket, hello, history = await connect(alice, room.slug)
+    if transport == "eventstream":  # the stream's id, for the frames POSTed beside it
+        assert hello.pop("conn")
     assert hello == {
         "type": "hello",
         "user": "alice",
@@ -171,6 +177,7 @@ async def test_bad_frame_gets_error_keeps_socket_stores_nothing(
     assert await count_messages() == 0
 
 
+@websocket_only
 async def test_binary_frame_is_a_bad_request(connect, alice, room):
     a, _, _ = await connect(alice, room.slug)
     await a.send_raw(bytes_data=b'{"type": "ping"}')
@@ -179,6 +186,7 @@ async def test_binary_frame_is_a_bad_request(connect, alice, room):
     await a.expect("pong")
 
 
+@websocket_only
 async def test_frame_over_64_kib_closes_4009(connect, alice, room):
     a, _, _ = await connect(alice, room.slug)
     await a.send_raw(json.dumps({"type": "message.send", "body": "x" * (64 * 1024)}))
@@ -186,6 +194,7 @@ async def test_frame_over_64_kib_closes_4009(connect, alice, room):
     assert await count_messages() == 0
 
 
+@websocket_only
 async def test_frame_of_64_kib_in_multibyte_characters_closes_4009(connect, alice, room):
     a, _, _ = await connect(alice, room.slug)
     await a.send_raw(json.dumps({"type": "message.send", "body": "é" * 33000}, ensure_ascii=False))
@@ -316,6 +325,7 @@ async def test_join_and_leave_only_on_first_open_and_last_close(connect, alice, 
 # ---------------------------------------------------------------- sessions
 
 
+@websocket_only
 async def test_logout_closes_every_socket_of_that_session_with_4401(connect, alice, bob, room):
     client = Client(HTTP_HOST="localhost")
     await sync_to_async(client.force_login)(alice)
@@ -407,6 +417,7 @@ async def raw_frames(socket, count):
     return frames
 
 
+@websocket_only
 async def test_a_burst_is_batched_after_the_first_message(connect, alice, bob, room, settings):
     settings.CHAT_RATE_LIMIT = None
     settings.CHAT_BATCH_WINDOW = 0.3
@@ -421,6 +432,7 @@ async def test_a_burst_is_batched_after_the_first_message(connect, alice, bob, r
     assert [m["seq"] for m in frames[1]["messages"]] == [2, 3, 4, 5]
 
 
+@websocket_only
 async def test_no_batching_with_a_zero_window(connect, alice, bob, room, settings):
     settings.CHAT_RATE_LIMIT = None
     settings.CHAT_BATCH_WINDOW = 0
@@ -432,6 +444,7 @@ async def test_no_batching_with_a_zero_window(connect, alice, bob, room, setting
     assert [f["type"] for f in frames] == ["message"] * 4
 
 
+@websocket_only
 async def test_other_frames_wait_for_held_messages(connect, alice, bob, room, settings):
     """A frame about a message (or anything else) never overtakes a message
     held for a batch."""

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # ---------------------------------------------------------------- frame budgets
 
 
+@pytest.mark.both_transports
 @pytest.mark.parametrize("layers", ["memory", "redis"])
 async def test_every_frame_kind_counts_against_one_budget_per_user(
     connect, alice, room, settings, layers, request
@@ -114,6 +115,7 @@ async def test_sockets_per_user_are_capped_across_workers(
 # ---------------------------------------------------------------- sockets follow access
 
 
+@pytest.mark.both_transports
 async def test_a_socket_past_its_maximum_age_is_asked_to_reconnect(connect, alice, room, settings):
     settings.CHAT_MAX_SOCKET_AGE = 1
     a, _, _ = await connect(alice, room.slug)
@@ -147,6 +149,7 @@ async def test_a_password_change_sends_every_socket_back_through_the_check(conne
     await refused.expect_closed(4401)
 
 
+@pytest.mark.both_transports
 async def test_a_deleted_session_closes_its_sockets_and_keeps_them_out(connect, alice, room):
     cookie = await sync_to_async(session_cookie_for)(alice)
     a, _, _ = await connect(None, room.slug, cookie=cookie)
@@ -156,6 +159,7 @@ async def test_a_deleted_session_closes_its_sockets_and_keeps_them_out(connect, 
     await again.expect_closed(4401)  # not let in from the session cache either
 
 
+@pytest.mark.both_transports
 async def test_removal_from_a_private_room_closes_4403(connect, alice, bob, private_room):
     await sync_to_async(services.add_member)(room=private_room, actor=alice, username="bob")
     b, _, _ = await connect(bob, private_room.slug)

@@ -83,6 +83,7 @@ async def test_admin_remove_message_reaches_every_worker_and_leaves_history(
     assert await sync_to_async(log_actions)() == [("remove_message", "mod", "bob", "spam")]
 
 
+@pytest.mark.both_transports  # bans and deactivations close the event stream too
 async def test_admin_ban_closes_sockets_on_every_worker_and_blocks_rejoin(
     connect, redis_layer, staff, alice, bob, room
 ):
@@ -147,6 +148,7 @@ async def test_admin_lock_makes_room_read_only_until_unlocked(sockets, staff, ro
     assert [x[0] for x in await sync_to_async(log_actions)()] == ["lock", "unlock"]
 
 
+@pytest.mark.both_transports  # bans and deactivations close the event stream too
 async def test_admin_deactivate_closes_all_sockets_4401(
     connect, redis_layer, staff, bob, room, private_room, alice
 ):
@@ -264,6 +266,7 @@ async def room_page_post(user, path, **data):
     return await sync_to_async(client.post)(path, data)
 
 
+@pytest.mark.both_transports  # bans and deactivations close the event stream too
 async def test_room_moderator_removes_mutes_and_bans_from_the_room_page(
     sockets, room_moderator, alice, bob, room
 ):

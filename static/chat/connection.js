@@ -2,7 +2,11 @@
 // and jitter, notices dead connections within seconds (the browser's
 // offline/online events, and a ping after a few silent seconds), and stops
 // for good on the close codes after which the server would only refuse us
-// again.
+// again. Where WebSockets are blocked (the upgrade fails, or no hello comes,
+// twice in a row) it carries on over Server-Sent Events (eventstream.js),
+// and tries the WebSocket again now and then.
+
+import { EventStream } from "./eventstream.js";
 
 export const CLOSE_SESSION_ENDED = 4401;
 export const CLOSE_NO_ACCESS = 4403;
@@ -26,6 +30,13 @@ const PING_AFTER_SILENCE_MS = 3000;
 // on a quiet socket.
 const PONG_WITHIN_MS = 2000;
 const CONNECT_WITHIN_MS = 8000;
+// A WebSocket whose hello has not come this long after opening counts as
+// blocked (a proxy that swallows the upgrade); two in a row, and the page
+// switches to the event stream…
+const WEBSOCKET_HELLO_WITHIN_MS = 4000;
+const WEBSOCKET_FAILURES_BEFORE_FALLBACK = 2;
+// …and tries a WebSocket again this often (going back to it if it works).
+const WEBSOCKET_RETRY_MS = 5 * 60 * 1000;
 
 export class Connection {
   /**
@@ -33,16 +44,22 @@ export class Connection {
    *   the latest seq); onFrame(frame); onState(state, detail) with state one
    *   of "connecting", "connected", "waiting" (detail: seconds left),
    *   "offline" (the browser has no network; reconnects when it returns),
-   *   "ended" (session over), "forbidden" (no access).
+   *   "ended" (session over), "forbidden" (no access). "connected" has the
+   *   detail "compatibility" over the event stream. csrfToken: for the
+   *   event stream's POSTs.
    */
-  constructor({ url, onFrame, onState }) {
+  constructor({ url, onFrame, onState, csrfToken = "" }) {
     this.url = url;
     this.onFrame = onFrame;
     this.onState = onState;
+    this.csrfToken = csrfToken;
     this.socket = null;
     this.attempt = 0;
     this.state = null;
     this.timers = {};
+    this.transport = "websocket"; // or "eventstream"
+    this.websocketFailures = 0;
+    this.greeted = false; // the current socket's hello came
   }
 
   get isOpen() {
@@ -100,18 +117,56 @@ export class Connection {
 
   open() {
     this.setState("connecting");
-    const socket = new WebSocket(this.url());
+    this.greeted = false;
+    const overWebSocket = this.transport === "websocket";
+    const socket = overWebSocket ? new WebSocket(this.url()) : new EventStream(this.url(), this.csrfToken);
     this.socket = socket;
     socket.onmessage = (event) => this.received(event);
     socket.onclose = (event) => this.closed(event.code, event.reason);
     // A handshake that hangs (a network that drops packets) counts as failed.
-    this.timers.pong = setTimeout(() => this.dead(), CONNECT_WITHIN_MS);
+    const within = overWebSocket ? WEBSOCKET_HELLO_WITHIN_MS : CONNECT_WITHIN_MS;
+    this.timers.pong = setTimeout(() => this.dead(), within);
   }
 
   dead() {
     this.detach()?.close();
     this.clearTimers();
+    this.noteFailure();
     this.scheduleRetry();
+  }
+
+  /** A WebSocket that never said hello: after two in a row, the event stream. */
+  noteFailure() {
+    if (this.transport !== "websocket" || this.greeted) return;
+    this.websocketFailures += 1;
+    if (this.websocketFailures >= WEBSOCKET_FAILURES_BEFORE_FALLBACK) {
+      this.transport = "eventstream";
+      this.attempt = 0;
+      clearTimeout(this.probeTimer);
+      this.probeTimer = setTimeout(() => this.probeWebSocket(), WEBSOCKET_RETRY_MS);
+    }
+  }
+
+  /** Over the event stream: is the WebSocket through now? If its hello
+   * comes, go back to it (resuming from the last seq); if not, ask later. */
+  probeWebSocket() {
+    if (this.transport !== "eventstream" || this.final) return;
+    const probe = new WebSocket(this.url());
+    const giveUp = setTimeout(() => probe.close(), WEBSOCKET_HELLO_WITHIN_MS);
+    probe.onmessage = () => {
+      clearTimeout(giveUp);
+      probe.onmessage = probe.onclose = null;
+      probe.close(1000);
+      this.transport = "websocket";
+      this.websocketFailures = 0;
+      this.clearTimers();
+      this.detach()?.close();
+      this.open();
+    };
+    probe.onclose = () => {
+      clearTimeout(giveUp);
+      this.probeTimer = setTimeout(() => this.probeWebSocket(), WEBSOCKET_RETRY_MS);
+    };
   }
 
   received(event) {
@@ -125,7 +180,9 @@ export class Connection {
     // check passed: only now is the backoff reset.
     if (this.state !== "connected") {
       this.attempt = 0;
-      this.setState("connected");
+      this.greeted = true;
+      if (this.transport === "websocket") this.websocketFailures = 0;
+      this.setState("connected", this.transport === "eventstream" ? "compatibility" : undefined);
     }
     this.keepAlive();
     this.onFrame(frame);
@@ -135,6 +192,7 @@ export class Connection {
     this.detach();
     this.clearTimers();
     if (this.stopped) return;
+    if (code === 1006) this.noteFailure(); // the upgrade failed, or the connection dropped
     if (code === CLOSE_SESSION_ENDED) return this.setState("ended");
     if (code === CLOSE_NO_ACCESS) return this.setState("forbidden");
     // 1013 (try again later) says how long: "retry_after=<seconds>".

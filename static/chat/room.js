@@ -120,6 +120,7 @@ const connection = new Connection({
   },
   onFrame: handle,
   onState: showState,
+  csrfToken: root.dataset.csrf,
 });
 
 // ------------------------------------------------------------ server frames
@@ -410,8 +411,11 @@ function showState(state, seconds) {
   if (state === "connected") everConnected = true;
   countdown.textContent = state === "waiting" ? `in ${seconds} s` : "";
   status.dataset.state = shown;
-  const text =
-    shown === "connected" && fanoutDegraded ? "Connected — messages may arrive late" : STATE_TEXT[shown];
+  let text = STATE_TEXT[shown];
+  if (shown === "connected" && connection.transport === "eventstream") {
+    text = "Connected (compatibility mode)"; // the WebSocket is blocked on this network
+  }
+  if (shown === "connected" && fanoutDegraded) text += " — messages may arrive late";
   if (state === "ended" && shownStatus !== "ended") {
     const login = document.createElement("a");
     login.href = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`;

@@ -1,0 +1,266 @@
+"""The chat where WebSockets are blocked: Server-Sent Events down, POST up.
+
+`GET /sse/rooms/<slug>/[?after=<seq>]` is a `text/event-stream` carrying the
+same frames, in the same order, as the room's WebSocket: each event's data is
+one frame; events that carry messages have the last seq as their id, so a
+reconnecting EventSource resumes with `Last-Event-ID` exactly like `after`.
+Where the WebSocket would close with a code, the stream sends
+`{"type": "close", "code": ...}` and ends. A comment every
+CHAT_SSE_HEARTBEAT seconds keeps proxies from closing a quiet stream.
+
+The stream is RoomEventStream: the WebSocket consumer (access checks,
+limits, the hub seat, hello and history) with another writer, so it is one
+more listener of the worker's room hub, not a second implementation.
+
+`POST /sse/rooms/<slug>/[?conn=<id>]` takes one client frame (the same JSON,
+CSRF-protected, the same validation, budgets, rate limits and errors) and
+answers with a JSON array of the frames the socket would have answered with
+(`ack`, `error`, `pong`, `history`; none for `typing` and `read`). `conn` is
+the stream's connection id from its `hello`, so that the stream is skipped
+where a socket would be (its own typing, its own read position).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from . import hub, wire
+from .consumers import RoomConsumer
+from .events import Close
+
+logger = logging.getLogger(__name__)
+
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+]
+# Sent first: it flushes the headers through proxies, and tells EventSource
+# to wait this long (ms) before its own reconnect (the page reconnects itself).
+OPENING = b"retry: 2000\n\n"
+HEARTBEAT = b": ping\n\n"
+
+
+def close_frame(code: int, reason: str = "") -> str:
+    fields = {"reason": reason} if reason else {}
+    return wire.frame("close", code=code, **fields)
+
+
+class EventStreamWriter:
+    """The socket writer interface (chat.sockets) over a streamed HTTP
+    response. Under Daphne it writes the events' bytes straight to the
+    request (as DaphneWriter does to a WebSocket) and sees what waits for a
+    client that does not read; elsewhere it goes through the ASGI `send`."""
+
+    def __init__(self, send, *, max_queued: int, on_overflow: Callable[[], None]):
+        self.send = send
+        self.request = _daphne_request(send)
+        self.max_queued = max_queued
+        self.on_overflow = on_overflow
+        self.started = False
+        self.finished = False
+        self.queue: deque[bytes] = deque()  # the ASGI path only
+        self.drainer: asyncio.Task | None = None
+
+    @property
+    def is_open(self) -> bool:
+        if self.finished:
+            return False
+        return self.request is None or self.request.channel is not None
+
+    async def start(self) -> None:
+        await self.send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        self.started = True
+        self._put(OPENING)
+
+    def write(self, text: str, data: wire.Outgoing | None = None) -> None:
+        if self.is_open:
+            self._put(data.sse if data is not None else wire.sse_event(text))
+            if self.queued_bytes() > self.max_queued:
+                self.on_overflow()
+
+    def heartbeat(self) -> None:
+        if self.is_open:
+            self._put(HEARTBEAT)
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.is_open:
+            if self.started:
+                self._put(wire.sse_event(close_frame(code, reason)))
+            self._finish()
+
+    def close_behind(self, code: int) -> None:
+        self.queue.clear()
+        transport = self._transport()
+        if transport is not None:  # drop what has not begun, as DaphneWriter does
+            transport._tempDataBuffer = []
+            transport._tempDataLen = 0
+        self.close(code)
+
+    def queued_bytes(self) -> int:
+        transport = self._transport()
+        if transport is None:
+            return sum(map(len, self.queue))
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+    def _transport(self):
+        channel = getattr(self.request, "channel", None)
+        return getattr(channel, "transport", None)
+
+    def _put(self, data: bytes) -> None:
+        if self.request is not None:
+            from twisted.web import http
+
+            http.Request.write(self.request, data)
+            return
+        self.queue.append(data)
+        if self.drainer is None or self.drainer.done():
+            self.drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    def _finish(self) -> None:
+        self.finished = True
+        if self.request is not None:
+            with contextlib.suppress(Exception):  # the client left meanwhile
+                self.request.finish()
+            return
+        self.queue.append(b"")  # the end of the body
+        if self.drainer is None or self.drainer.done():
+            self.drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self.queue:
+            data = self.queue.popleft()
+            last = self.finished and not self.queue
+            try:
+                await self.send({"type": "http.response.body", "body": data, "more_body": not last})
+            except Exception:
+                logger.debug("stream send failed; dropping what is queued", exc_info=True)
+                self.queue.clear()
+
+
+def _daphne_request(send):
+    """Daphne's request object behind `send` (partial(handle_reply, request))."""
+    if isinstance(send, functools.partial) and send.args:
+        request = send.args[0]
+        if hasattr(request, "setResponseCode") and hasattr(request, "channel"):
+            return request
+    return None
+
+
+class RoomEventStream(RoomConsumer):
+    """A room's frames as Server-Sent Events (see the module's docstring)."""
+
+    async def __call__(self, scope, receive, send):
+        self.scope = scope
+        self.base_send = send
+        self.writer = EventStreamWriter(
+            send, max_queued=settings.CHAT_MAX_QUEUED_BYTES, on_overflow=self._too_far_behind
+        )
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.request" and not message.get("more_body"):
+                    await self.open()
+                elif message["type"] == "http.disconnect":
+                    break
+        finally:
+            self._leave()
+            if not self.writer.finished:
+                self.writer.finished = True
+
+    async def accept(self, subprotocol=None, headers=None):
+        await self.writer.start()
+
+    def requested_after(self) -> str | None:
+        """`Last-Event-ID` (an EventSource reconnecting), else `after`."""
+        for name, value in self.scope.get("headers", ()):
+            if name == b"last-event-id":
+                return value.decode("latin-1")
+        return super().requested_after()
+
+    def hello_extras(self) -> dict:
+        return {"conn": self.conn_id}
+
+    def heartbeat(self) -> None:
+        self.writer.heartbeat()
+
+
+# ---------------------------------------------------------------- frames up
+
+
+class FramesAnswer:
+    """The writer a POSTed frame is answered through: it keeps the frames."""
+
+    max_queued = None
+    is_open = True
+
+    def __init__(self):
+        self.frames: list[str] = []
+
+    def write(self, text: str, data=None) -> None:
+        self.frames.append(text)
+
+    def close(self, code: int, reason: str = "") -> None:
+        self.frames.append(close_frame(code, reason))
+
+    def close_behind(self, code: int) -> None:
+        self.close(code)
+
+    def queued_bytes(self) -> int:
+        return 0
+
+    def body(self) -> bytes:
+        return ("[" + ",".join(self.frames) + "]").encode()
+
+
+@never_cache
+@require_POST
+async def post_frame(request, slug: str):
+    """One client frame for the room, beside its event stream."""
+    answer = FramesAnswer()
+    status = 200
+    try:
+        worker_hub = await hub.get_hub(events_alias())
+        access = await worker_hub.authorizer.submit(
+            (request.COOKIES.get(settings.SESSION_COOKIE_NAME), slug)
+        )
+    except hub.selectors.RoomNotFound:
+        access, status = False, 403
+        answer.close(Close.NO_ACCESS)
+    except Exception:
+        logger.exception("a frame for %s could not be taken", slug)
+        access, status = False, 503
+        answer.write(
+            wire.error_frame("unavailable", "The server cannot do that right now.", retry_after=2)
+        )
+    if access is None:
+        status = 401
+        answer.close(Close.SESSION_ENDED)
+    if access:
+        frame_handler = RoomConsumer()
+        frame_handler.user, frame_handler.room = access.user, access.room
+        frame_handler.conn_id = request.GET.get("conn", "")[:64] or "http"
+        frame_handler.worker_hub = worker_hub
+        frame_handler.seat = worker_hub.reader(access.room)
+        frame_handler.writer = answer
+        text = request.body.decode("utf-8", "replace")
+        await frame_handler.receive(text_data=text)
+        if frame_handler.history_task is not None:
+            await frame_handler.history_task
+    return HttpResponse(answer.body(), status=status, content_type="application/json")
+
+
+def events_alias() -> str:
+    from channels.layers import DEFAULT_CHANNEL_LAYER
+
+    return DEFAULT_CHANNEL_LAYER
