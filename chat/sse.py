@@ -34,7 +34,7 @@ from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from . import hub, wire
+from . import hub, sockets, wire
 from .consumers import RoomConsumer
 from .events import Close
 
@@ -71,6 +71,7 @@ class EventStreamWriter:
         self.finished = False
         self.queue: deque[bytes] = deque()  # the ASGI path only
         self.drainer: asyncio.Task | None = None
+        self.tail: bytes | None = None  # the rest of a chunk the client has begun
 
     @property
     def is_open(self) -> bool:
@@ -84,10 +85,18 @@ class EventStreamWriter:
         self._put(OPENING)
 
     def write(self, text: str, data: wire.Outgoing | None = None) -> None:
-        if self.is_open:
+        if not self.is_open:
+            return
+        request = self.request
+        if request is not None and request.chunked and request.startedWriting:
+            # The event already framed as a chunk, once for every stream of
+            # the broadcast, straight to the socket (as DaphneWriter does).
+            chunk = data.sse_chunk if data is not None else wire.http_chunk(wire.sse_event(text))
+            self.tail = sockets.send_now(request.channel.transport, chunk) or self.tail
+        else:
             self._put(data.sse if data is not None else wire.sse_event(text))
-            if self.queued_bytes() > self.max_queued:
-                self.on_overflow()
+        if self.queued_bytes() > self.max_queued:
+            self.on_overflow()
 
     def heartbeat(self) -> None:
         if self.is_open:
@@ -103,8 +112,9 @@ class EventStreamWriter:
         self.queue.clear()
         transport = self._transport()
         if transport is not None:  # drop what has not begun, as DaphneWriter does
-            transport._tempDataBuffer = []
-            transport._tempDataLen = 0
+            kept = [chunk for chunk in transport._tempDataBuffer[:1] if chunk is self.tail]
+            transport._tempDataBuffer = kept
+            transport._tempDataLen = sum(map(len, kept))
         self.close(code)
 
     def queued_bytes(self) -> int:

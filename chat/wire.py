@@ -88,12 +88,13 @@ class Outgoing:
     Server-Sent Events) are built once, on first use, and shared by all.
     `seq`: the last message seq the frame carries (an SSE event id), if any."""
 
-    __slots__ = ("text", "seq", "_ws", "_sse")
+    __slots__ = ("text", "seq", "_ws", "_sse", "_sse_chunk")
 
     def __init__(self, text: str, seq: int | None = None):
         self.text, self.seq = text, seq
         self._ws: bytes | None = None
         self._sse: bytes | None = None
+        self._sse_chunk: bytes | None = None
 
     @property
     def ws(self) -> bytes:
@@ -106,6 +107,17 @@ class Outgoing:
         if self._sse is None:
             self._sse = sse_event(self.text, self.seq)
         return self._sse
+
+    @property
+    def sse_chunk(self) -> bytes:
+        """The SSE event as one chunk of an HTTP/1.1 chunked response."""
+        if self._sse_chunk is None:
+            self._sse_chunk = http_chunk(self.sse)
+        return self._sse_chunk
+
+
+def http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def sse_event(text: str, event_id: int | None = None) -> bytes:
