@@ -224,3 +224,34 @@ async def test_a_room_left_by_every_socket_is_dropped_after_the_idle_time(
     assert not room_group_channels("default", room)  # unsubscribed
     b, _, _ = await connect(alice, room.slug)  # and back: subscribed again
     assert len(room_group_channels("default", room)) == 1
+
+
+async def test_a_worker_behind_drops_typing_and_catches_messages_up_from_the_database(
+    connect, alice, bob, room, settings, db_statements
+):
+    """Load shedding: events that arrive CHAT_SHED_LAG late (the worker's CPU
+    cannot keep up) are not handled one by one any more."""
+    import time
+
+    settings.CHAT_RATE_LIMIT = None
+    settings.CHAT_SHED_LAG = 1.0
+    b, _, _ = await connect(bob, room.slug)
+    late = time.time() - 5
+    stored = [await store(room, alice, f"m{i}") for i in range(10)]
+    layer = get_channel_layer()
+    group = events.room_group(room.pk)
+    typing = events.room_frame(room.pk, wire.frame("typing", user="alice"), sheddable=True)
+    typing["at"] = late
+    await layer.group_send(group, typing)
+    before = len(db_statements)
+    for message in stored:
+        event = events.room_message(room.pk, message.seq, wire.message_json(message))
+        event["at"] = late
+        await layer.group_send(group, event)
+    got = [(await b.expect("message"))["message"]["body"] for _ in range(10)]
+    assert got == [f"m{i}" for i in range(10)]
+    reads = [sql for sql in queries(db_statements[before:]) if "chat_message" in sql]
+    # Caught up a range at a time (a read, then one for what came meanwhile),
+    # not one message at a time.
+    assert 1 <= len(reads) <= 3, reads
+    await b.nothing()  # and the late typing notice was dropped

@@ -211,3 +211,31 @@ async def test_a_storm_of_a_thousand_sockets_on_one_worker_is_served_within_10s(
     print(f"\n{STORM} sockets served in {took:.1f}s ({refused} turned away to come back later)")
     assert took < 10
     await asyncio.gather(*(client.stop() for client in clients))
+    # Nothing stays behind (issue 14: a storm used to leave 10,303 pub/sub
+    # subscriptions and 48 connections on a worker): the sockets' counts and
+    # presence go, and the worker's subscriptions are its hub's, not one per
+    # socket.
+    import redis
+
+    store = redis.Redis.from_url(own_redis.url)
+    try:
+        await _eventually(lambda: not store.keys("*:sockets:*"), "the socket counts to go")
+        await _eventually(
+            lambda: not any(store.hlen(k) for k in store.keys("*:presence:*:users")),
+            "presence to go",
+        )
+        channels = store.pubsub_channels()
+        clients_connected = store.info("clients")["connected_clients"]
+    finally:
+        store.close()
+    print(f"afterwards: {len(channels)} pub/sub channels, {clients_connected} Redis connections")
+    assert len(channels) <= 6, channels  # per worker: its hub's channel, control, the room
+    assert clients_connected < 100
+
+
+async def _eventually(predicate, what: str, timeout: float = 10):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(predicate):
+        assert loop.time() < deadline, f"{what} did not happen within {timeout}s"
+        await asyncio.sleep(0.1)  # polling an outside store for a state, with a deadline
