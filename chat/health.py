@@ -3,8 +3,9 @@
 - liveness (/livez): the process answers; no I/O at all.
 - health (/healthz, the contract's): the database answers a query and the
   channel layer's Redis answers a PING.
-- readiness (/readyz): the worker can do its job: the database takes a write
-  transaction and answers a read, and Redis answers.
+- readiness (/readyz): the worker can do its job: it is not draining after a
+  SIGTERM, the database takes a write transaction and answers a read, and
+  Redis answers.
 
 Checks run concurrently, and a check that has not answered by the deadline
 counts as failed: a stalled Redis or a locked database gives 503 within the
@@ -30,6 +31,7 @@ from django.db.models import F
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from . import shutdown
 from .models import Room
 
 logger = logging.getLogger(__name__)
@@ -134,8 +136,14 @@ def health_checks() -> dict[str, Check]:
     }
 
 
+async def _not_draining(timeout: float) -> None:
+    if shutdown.draining():
+        raise RuntimeError("draining after SIGTERM")
+
+
 def readiness_checks() -> dict[str, Check]:
     return {
+        "accepting": _not_draining,
         "database": _with_fresh_connection(_database_takes_writes),
         "redis": _redis_check(),
     }

@@ -14,6 +14,7 @@ worker that died stop counting within CHAT_PRESENCE_TTL seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -74,20 +75,16 @@ async def spend(*, kind: str, user_id: int) -> None:
     window = _window(kind, user_id)
     if window is None:
         return
-    key, count, seconds, retry_after = window
+    key, _, seconds, _ = window
+    used = None
     if settings.REDIS_URL:
-        try:
-            async with redis_clients.async_client(settings.REDIS_URL).pipeline(
-                transaction=False
-            ) as pipe:
+        with _unless_redis_is_away(kind):
+            client = redis_clients.async_client(settings.REDIS_URL)
+            async with client.pipeline(transaction=False) as pipe:
                 used, _ = await pipe.incr(key).expire(key, seconds + 1).execute()
-        except redis.RedisError:
-            logger.warning("budget %s not counted: Redis unavailable", kind)
-            return
     else:
         used = _count_in_memory(key)
-    if used > count:
-        raise _refuse(kind, count, seconds, retry_after)
+    _check(kind, used, window)
 
 
 def spend_sync(*, kind: str, user_id: int) -> None:
@@ -95,17 +92,28 @@ def spend_sync(*, kind: str, user_id: int) -> None:
     window = _window(kind, user_id)
     if window is None:
         return
-    key, count, seconds, retry_after = window
+    key, _, seconds, _ = window
+    used = None
     if settings.REDIS_URL:
-        try:
+        with _unless_redis_is_away(kind):
             pipe = redis_clients.sync_client(settings.REDIS_URL).pipeline(transaction=False)
             used, _ = pipe.incr(key).expire(key, seconds + 1).execute()
-        except redis.RedisError:
-            logger.warning("budget %s not counted: Redis unavailable", kind)
-            return
     else:
         used = _count_in_memory(key)
-    if used > count:
+    _check(kind, used, window)
+
+
+@contextlib.contextmanager
+def _unless_redis_is_away(kind: str):
+    try:
+        yield
+    except redis.RedisError:
+        logger.warning("budget %s not counted: Redis unavailable", kind)
+
+
+def _check(kind: str, used: int | None, window: tuple) -> None:
+    _, count, seconds, retry_after = window
+    if used is not None and used > count:
         raise _refuse(kind, count, seconds, retry_after)
 
 

@@ -18,6 +18,12 @@ import sys
 logger = logging.getLogger(__name__)
 
 _installed = False
+_draining = False
+
+
+def draining() -> bool:
+    """Whether this worker got SIGTERM and is closing its sockets."""
+    return _draining
 
 
 def _reactor():
@@ -48,6 +54,8 @@ def install(hub) -> None:
 async def _drain_then(previous, signum, frame) -> None:
     from . import hub as hubs
 
+    global _draining
+    _draining = True
     logger.warning("SIGTERM: closing every socket with 1012, then stopping")
     _stop_listening()
     try:

@@ -173,13 +173,20 @@ class AsgiWriter:
                 self.queue.clear()
 
 
-def daphne_protocol(send):
-    """The autobahn protocol behind Daphne's `send`, or None elsewhere."""
+def daphne_target(send, *attributes: str):
+    """What is behind Daphne's `send` (partial(server.handle_reply, x)): the
+    autobahn protocol of a WebSocket, the request of an HTTP response; x if
+    it has these attributes, else None (another server, a test client)."""
     if isinstance(send, functools.partial) and send.args:
-        protocol = send.args[0]
-        if hasattr(protocol, "sendCloseFrame") and hasattr(protocol, "transport"):
-            return protocol
+        target = send.args[0]
+        if all(hasattr(target, name) for name in attributes):
+            return target
     return None
+
+
+def daphne_protocol(send):
+    """The autobahn protocol behind a WebSocket's `send`, or None."""
+    return daphne_target(send, "sendCloseFrame", "transport")
 
 
 def writer_for(send, *, max_queued: int, on_overflow: Callable[[], None]):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -64,7 +63,7 @@ class EventStreamWriter:
 
     def __init__(self, send, *, max_queued: int, on_overflow: Callable[[], None]):
         self.send = send
-        self.request = _daphne_request(send)
+        self.request = sockets.daphne_target(send, "setResponseCode", "channel")
         self.max_queued = max_queued
         self.on_overflow = on_overflow
         self.started = False
@@ -156,15 +155,6 @@ class EventStreamWriter:
             except Exception:
                 logger.debug("stream send failed; dropping what is queued", exc_info=True)
                 self.queue.clear()
-
-
-def _daphne_request(send):
-    """Daphne's request object behind `send` (partial(handle_reply, request))."""
-    if isinstance(send, functools.partial) and send.args:
-        request = send.args[0]
-        if hasattr(request, "setResponseCode") and hasattr(request, "channel"):
-            return request
-    return None
 
 
 class RoomEventStream(RoomConsumer):

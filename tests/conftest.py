@@ -132,6 +132,23 @@ def session_cookie_for(user) -> str:
     return client.cookies["sessionid"].value
 
 
+@pytest.fixture
+def make_member():
+    """await make_member(name): a committed user with a logged-in session,
+    for tests against live servers (tests/cluster/clients.py)."""
+    from tests.cluster.clients import make_member
+
+    return make_member
+
+
+@pytest.fixture
+def make_room():
+    """await make_room(owner): a committed public room."""
+    from tests.cluster.clients import make_room
+
+    return make_room
+
+
 # ---------------------------------------------------------------- communicators
 
 

@@ -18,6 +18,7 @@ import redis
 from django.db import connection
 from django.test import Client
 
+from chat import shutdown
 from tests.servers import DaphneServer, database_url_for_tests, free_port, redis_server, wait_until
 
 DEADLINE = 2.0  # seconds: what "answers at once" means for a probe with a 1 s timeout
@@ -158,3 +159,15 @@ def _stalled(probe) -> bool:
     except redis.TimeoutError:
         return True
     return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draining_worker_is_alive_but_not_ready(client, monkeypatch):
+    # After SIGTERM, kept-alive connections still reach the worker: the room
+    # page asks /readyz before falling back to the event stream, and must
+    # not take a worker on its way out for a WebSocket-blocking network.
+    monkeypatch.setattr(shutdown, "_draining", True)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "accepting": "error"}
+    assert client.get("/livez").status_code == 200

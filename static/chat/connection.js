@@ -3,8 +3,9 @@
 // offline/online events, and a ping after a few silent seconds), and stops
 // for good on the close codes after which the server would only refuse us
 // again. Where WebSockets are blocked (the upgrade fails, or no hello comes,
-// twice in a row) it carries on over Server-Sent Events (eventstream.js),
-// and tries the WebSocket again now and then.
+// twice in a row, while the server says it is ready) it carries on over
+// Server-Sent Events (eventstream.js), and tries the WebSocket again now and
+// then.
 
 import { EventStream } from "./eventstream.js";
 
@@ -37,6 +38,9 @@ const WEBSOCKET_HELLO_WITHIN_MS = 4000;
 const WEBSOCKET_FAILURES_BEFORE_FALLBACK = 2;
 // …and tries a WebSocket again this often (going back to it if it works).
 const WEBSOCKET_RETRY_MS = 5 * 60 * 1000;
+// 200 here means the server is up and taking connections (not draining
+// after a SIGTERM, which kept-alive connections can still reach).
+const READINESS_URL = "/readyz";
 
 export class Connection {
   /**
@@ -135,16 +139,37 @@ export class Connection {
     this.scheduleRetry();
   }
 
-  /** A WebSocket that never said hello: after two in a row, the event stream. */
+  /** A WebSocket that never said hello: after two in a row, and if the
+   * server says it is ready all the same (so WebSockets are blocked on the
+   * way, rather than the server away), the event stream. An event stream
+   * that fails as well means the server went away after all: then the
+   * WebSocket is tried again as soon as the server answers. */
   noteFailure() {
-    if (this.transport !== "websocket" || this.greeted) return;
-    this.websocketFailures += 1;
-    if (this.websocketFailures >= WEBSOCKET_FAILURES_BEFORE_FALLBACK) {
-      this.transport = "eventstream";
-      this.attempt = 0;
-      clearTimeout(this.probeTimer);
-      this.probeTimer = setTimeout(() => this.probeWebSocket(), WEBSOCKET_RETRY_MS);
+    if (this.greeted) return;
+    if (this.transport === "eventstream") {
+      this.probeAtOnce = true;
+      return;
     }
+    this.websocketFailures += 1;
+    if (this.websocketFailures >= WEBSOCKET_FAILURES_BEFORE_FALLBACK) this.fallBackIfServerAnswers();
+  }
+
+  async fallBackIfServerAnswers() {
+    let answers = false;
+    try {
+      answers = (await fetch(READINESS_URL, { cache: "no-store" })).ok;
+    } catch {
+      // no answer: the server (or the network) is away
+    }
+    if (this.transport !== "websocket" || this.state === "connected" || this.final) return;
+    if (!answers) {
+      this.websocketFailures = WEBSOCKET_FAILURES_BEFORE_FALLBACK - 1; // ask again next time
+      return;
+    }
+    this.transport = "eventstream";
+    this.attempt = 0;
+    clearTimeout(this.probeTimer);
+    this.probeTimer = setTimeout(() => this.probeWebSocket(), WEBSOCKET_RETRY_MS);
   }
 
   /** Over the event stream: is the WebSocket through now? If its hello
@@ -183,6 +208,11 @@ export class Connection {
       this.greeted = true;
       if (this.transport === "websocket") this.websocketFailures = 0;
       this.setState("connected", this.transport === "eventstream" ? "compatibility" : undefined);
+      if (this.transport === "eventstream" && this.probeAtOnce) {
+        this.probeAtOnce = false;
+        clearTimeout(this.probeTimer);
+        this.probeTimer = setTimeout(() => this.probeWebSocket(), 0);
+      }
     }
     this.keepAlive();
     this.onFrame(frame);

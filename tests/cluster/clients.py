@@ -63,6 +63,26 @@ make_room = sync_to_async(_make_room)
 # ---------------------------------------------------------------- clients
 
 
+async def wait_for_change(
+    predicate, changed: asyncio.Event, timeout: float, failure, recheck_every: float | None = None
+):
+    """Wait until predicate() is truthy (re-checked each time `changed` is
+    set, and every `recheck_every` seconds for state that changes without
+    it) and return it; AssertionError(failure()) after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        changed.clear()
+        result = predicate()
+        if result:
+            return result
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise AssertionError(failure())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), min(remaining, recheck_every or remaining))
+
+
 class Refused(Exception):
     """The server closed the socket before its hello."""
 
@@ -126,21 +146,15 @@ class ChatClient:
 
     async def wait(self, predicate, what: str, timeout: float = TIMEOUT):
         """Wait until predicate() is truthy, and return it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            self._changed.clear()
-            result = predicate()
-            if result:
-                return result
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(
-                    f"{self.label}: {what} did not happen within {timeout}s; closed="
-                    f"{self.closed} (code {self.close_code}), last frames: {self.frames[-8:]}"
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+        return await wait_for_change(
+            predicate,
+            self._changed,
+            timeout,
+            lambda: (
+                f"{self.label}: {what} did not happen within {timeout}s; closed="
+                f"{self.closed} (code {self.close_code}), last frames: {self.frames[-8:]}"
+            ),
+        )
 
     # -------------------------------------------------------- views of the stream
 
@@ -326,20 +340,16 @@ class ResumingClient:
         await self._send_frame(client_id, body)
 
     async def wait(self, predicate, what: str, timeout: float = TIMEOUT):
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            self._changed.clear()
-            result = predicate()
-            if result:
-                return result
-            if loop.time() > deadline:
-                raise AssertionError(
-                    f"{self.member.name}: {what} did not happen within {timeout}s; "
-                    f"close codes {self.close_codes}, seqs {self.seqs[-10:]}"
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), 0.25)
+        return await wait_for_change(
+            predicate,
+            self._changed,
+            timeout,
+            lambda: (
+                f"{self.member.name}: {what} did not happen within {timeout}s; "
+                f"close codes {self.close_codes}, seqs {self.seqs[-10:]}"
+            ),
+            recheck_every=0.25,  # its connection's state changes without `_changed`
+        )
 
     async def stop(self):
         self._stopped = True

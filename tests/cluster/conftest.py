@@ -15,8 +15,6 @@ import pytest
 from tests.servers import DaphneServer, database_url_for_tests
 
 from .clients import PRESENCE_TTL, client_pool
-from .clients import make_member as _make_member
-from .clients import make_room as _make_room
 
 
 def start_workers(count: int, *, redis_url: str, extra_env: dict) -> list[DaphneServer]:
@@ -64,18 +62,6 @@ def spare_worker(workers, redis_url, worker_env):
     (server,) = start_workers(1, redis_url=redis_url, extra_env=worker_env)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def make_member():
-    """await make_member(name): a committed user with a logged-in session."""
-    return _make_member
-
-
-@pytest.fixture
-def make_room():
-    """await make_room(owner): a committed public room."""
-    return _make_room
 
 
 @pytest.fixture

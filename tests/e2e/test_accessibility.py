@@ -316,7 +316,7 @@ def test_the_status_line_says_changes_of_state_only(live, new_context, make_user
     open_room(page, live, "lobby")
     live.stop()
     # A few reconnect attempts, the countdown running beside the status…
-    page.wait_for_function("window.__countdown.size >= 3", timeout=15_000)
+    page.wait_for_function("() => window.__countdown.size >= 3", timeout=15_000)
     live.start()
     expect(page.get_by_role("status")).to_have_text("Connected", timeout=20_000)
     expect(page.locator("#reconnect-in")).to_have_text("")

@@ -14,8 +14,6 @@ import pytest
 
 from deploy.processes import find_redis_server, free_port, redis_answers, wait_until
 from tests.cluster.clients import PRESENCE_TTL
-from tests.cluster.clients import make_member as _make_member
-from tests.cluster.clients import make_room as _make_room
 from tests.cluster.conftest import start_workers
 from tests.servers import database_url_for_tests
 
@@ -111,16 +109,6 @@ def fault_workers(django_db_setup, own_redis):
     yield servers
     for server in servers:
         server.stop()
-
-
-@pytest.fixture
-def make_member():
-    return _make_member
-
-
-@pytest.fixture
-def make_room():
-    return _make_room
 
 
 def ensure_dead(pid: int) -> None:
