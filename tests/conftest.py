@@ -320,6 +320,9 @@ class StreamSocket:
             answer += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        # Let the request finish (request_finished gives its database
+        # connection back) before the test's event loop may end.
+        await comm.wait(TIMEOUT)
         assert start["status"] in (200, 401, 403), (start, answer)
         for frame in json.loads(answer):
             await self._arrived(frame)
