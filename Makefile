@@ -61,10 +61,10 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-# Known vulnerabilities in the pinned versions (deploy/audit.py: a database
+# Known vulnerabilities in the pinned versions (.ci/audit.py: a database
 # out of reach is a note, not a failure).
 audit: install
-	$(PY) -m deploy.audit $(LOCK) $(DEV_LOCK)
+	$(PY) .ci/audit.py $(LOCK) $(DEV_LOCK)
 
 # Recompile the lock files from pyproject.toml with uv (the `lock` group),
 # keeping the current pins where they still fit; `make lock LOCK_ARGS=--upgrade`
