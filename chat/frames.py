@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from django.conf import settings
 
@@ -61,7 +62,7 @@ def bad(detail: str) -> FrameError:
     return FrameError("bad_request", detail)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -15,7 +15,9 @@ and process memory (the single-process local run without REDIS_URL).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 
@@ -95,7 +97,7 @@ return {gone, back, redis.call('HKEYS', KEYS[2])}
 )
 
 
-def _decode(values) -> list[str]:
+def _decode(values: Iterable[bytes | str]) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else v for v in values]
 
 
@@ -103,8 +105,8 @@ class RedisPresence:
     def __init__(self, url: str, prefix: str, ttl: int):
         self.url, self.prefix, self.ttl = url, prefix, ttl
 
-    def _client(self):
-        client = redis_clients.async_client(self.url)
+    def _client(self) -> Any:
+        client: Any = redis_clients.async_client(self.url)  # carries its scripts
         if not hasattr(client, "presence_lua"):
             client.presence_lua = {
                 "open": client.register_script(_LUA_OPEN),

@@ -7,9 +7,11 @@ RoomNotFound, so that nobody can probe which private rooms exist.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -25,6 +27,11 @@ from django.utils.crypto import constant_time_compare
 from . import presence, wire
 from .models import Membership, Message, Room
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+    from django.contrib.sessions.backends.base import SessionBase
+    from django.db.models import QuerySet
+
 
 class RoomNotFound(Exception):
     """No such room, or not for this user: the same answer for both."""
@@ -36,7 +43,7 @@ class HistoryPage:
     has_more: bool  # older messages exist before the first one here
 
 
-def get_room_for(*, user, slug: str) -> Room:
+def get_room_for(*, user: User | AnonymousUser, slug: str) -> Room:
     if not user.is_authenticated:
         raise RoomNotFound(slug)
     try:
@@ -45,13 +52,13 @@ def get_room_for(*, user, slug: str) -> Room:
         raise RoomNotFound(slug) from None
 
 
-def _count_of(queryset) -> Coalesce:
+def _count_of(queryset: QuerySet[Any]) -> Coalesce:
     """A correlated COUNT(*) subquery (0 when nothing matches)."""
     counted = queryset.order_by().values("room_id").annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
-def room_directory(*, user, page: int | str | None = 1) -> Page:
+def room_directory(*, user: User, page: int | str | None = 1) -> Page:
     """One page of the rooms `user` can see, by name, each with `member_count`,
     `unread` (messages by others after the user's read position; 0 in rooms
     they never opened) and `online`. One query for the page's rows and their
@@ -96,9 +103,9 @@ def _socket_access_sql() -> tuple[str, list[str]]:
     qn = connection.ops.quote_name
     user_model = get_user_model()
     user_fields = [f.attname for f in user_model._meta.concrete_fields]
-    columns = [f"u.{qn(f.column)}" for f in user_model._meta.concrete_fields]
+    columns = [f"u.{qn(f.column)}" for f in user_model._meta.concrete_fields]  # type: ignore[arg-type]
     room_columns = ", ".join(f"r.{qn(name)}" for name in _ROOM_FIELDS)
-    user_pk = f"u.{qn(user_model._meta.pk.column)}"
+    user_pk = f"u.{qn(user_model._meta.pk.column)}"  # type: ignore[arg-type]
     sql = (
         f"SELECT {', '.join(columns)}, {room_columns}, m.{qn('id')}, m.{qn('is_banned')} "
         f"FROM {qn(user_model._meta.db_table)} u "
@@ -113,7 +120,7 @@ def _socket_access_sql() -> tuple[str, list[str]]:
 _ROOM_FIELDS = ["id", "name", "slug", "is_private", "is_locked", "owner_id"]
 
 
-def socket_access(*, session, slug: str) -> SocketAccess | None:
+def socket_access(*, session: SessionBase, slug: str) -> SocketAccess | None:
     """Who a socket's session belongs to and whether they may open the room,
     in one query: None when not logged in (no or an ended session, a
     deactivated account, a changed password); RoomNotFound when the room is
@@ -126,12 +133,14 @@ def socket_access(*, session, slug: str) -> SocketAccess | None:
     if user_id is None or backend not in settings.AUTHENTICATION_BACKENDS:
         return None
     if backend != _MODEL_BACKEND:
-        user = auth.get_user(SimpleNamespace(session=session))
+        # get_user reads nothing of a request but its session.
+        user = auth.get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
         if not user.is_authenticated:
             return None
         room = Room.objects.filter(slug=slug).first()
         membership = room and Membership.objects.filter(room=room, user=user).first()
-        return _access(user, room, membership and (membership.pk, membership.is_banned), slug)
+        found = (membership.pk, membership.is_banned) if membership else None
+        return _access(user, room, found, slug)
     sql, user_fields = _socket_access_sql()
     user_model = get_user_model()
     with connection.cursor() as cursor:
@@ -148,7 +157,9 @@ def socket_access(*, session, slug: str) -> SocketAccess | None:
     return _access(user, room, membership if membership[0] else None, slug)
 
 
-def _access(user, room: Room | None, membership, slug: str) -> SocketAccess:
+def _access(
+    user: User, room: Room | None, membership: tuple[int, bool] | None, slug: str
+) -> SocketAccess:
     """membership: (id, is_banned) or None. As Room.objects.visible_to: the
     owner of a private room may open it, a ban closes it to anyone."""
     if room is None or (membership and membership[1]):
@@ -158,7 +169,7 @@ def _access(user, room: Room | None, membership, slug: str) -> SocketAccess:
     return SocketAccess(user=user, room=room, is_member=membership is not None)
 
 
-def _session_hash_verified(session, user) -> bool:
+def _session_hash_verified(session: SessionBase, user: User) -> bool:
     """As auth.get_user: the session's hash of the password matches (with the
     current secret key or a fallback one)."""
     session_hash = session.get(HASH_SESSION_KEY)
@@ -182,7 +193,7 @@ def last_seqs(*, room_ids: list[int]) -> dict[int, int]:
     return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq"))
 
 
-def membership_of(*, room: Room, user) -> Membership | None:
+def membership_of(*, room: Room, user: User) -> Membership | None:
     return Membership.objects.filter(room=room, user=user).first()
 
 
@@ -206,7 +217,7 @@ def member_names(*, room: Room, prefix: str = "", limit: int = 10) -> list[str]:
     )
 
 
-def _with_authors(queryset):
+def _with_authors(queryset: QuerySet[Message]) -> QuerySet[Message]:
     return queryset.select_related("author", "room")
 
 
@@ -254,7 +265,7 @@ REMOVE_MEMBERS = "chat.delete_membership"
 MANAGE_ACCOUNTS = "auth.change_user"
 
 
-def is_site_moderator(*, user, perm: str) -> bool:
+def is_site_moderator(*, user: User, perm: str) -> bool:
     """Active staff holding the admin permission `perm` (superusers hold all)."""
     return bool(user.is_active and user.is_staff and user.has_perm(perm))
 
@@ -262,7 +273,9 @@ def is_site_moderator(*, user, perm: str) -> bool:
 _UNKNOWN = object()
 
 
-def _rank(*, user, room: Room, perm: str, banned_lose_rank: bool, membership=_UNKNOWN) -> int:
+def _rank(
+    *, user: User, room: Room, perm: str, banned_lose_rank: bool, membership: Any = _UNKNOWN
+) -> int:
     """membership: the user's in `room` when the caller has it (None: none)."""
     if is_site_moderator(user=user, perm=perm):
         return RANK_STAFF
@@ -277,25 +290,25 @@ def _rank(*, user, room: Room, perm: str, banned_lose_rank: bool, membership=_UN
     return _ROLE_RANK[membership.role]
 
 
-def moderation_rank(*, user, room: Room, perm: str = MODERATE_MEMBERS) -> int:
+def moderation_rank(*, user: User, room: Room, perm: str = MODERATE_MEMBERS) -> int:
     """What `user` may do in `room` now: a banned or inactive user nothing."""
     if not user.is_active:
         return RANK_MEMBER
     return _rank(user=user, room=room, perm=perm, banned_lose_rank=True)
 
 
-def standing_rank(*, user, room: Room, perm: str = MODERATE_MEMBERS) -> int:
+def standing_rank(*, user: User, room: Room, perm: str = MODERATE_MEMBERS) -> int:
     """How senior `user` is as the target of an action in `room`. A ban does
     not lower it: a moderator the owner banned stays out of a fellow
     moderator's reach, unban included."""
     return _rank(user=user, room=room, perm=perm, banned_lose_rank=False)
 
 
-def can_moderate(*, user, room: Room) -> bool:
+def can_moderate(*, user: User, room: Room) -> bool:
     return moderation_rank(user=user, room=room) >= RANK_MODERATOR
 
 
-def can_add_members(*, user, room: Room) -> bool:
+def can_add_members(*, user: User, room: Room) -> bool:
     """The room's owner (unless banned from it) and staff with the admin's
     add-membership permission."""
     if is_site_moderator(user=user, perm=ADD_MEMBERS):
@@ -341,7 +354,7 @@ class MemberState:
 
 
 def member_states(
-    *, room: Room, viewer, prefix: str = "", limit: int = 50
+    *, room: Room, viewer: User, prefix: str = "", limit: int = 50
 ) -> tuple[list[MemberState], bool]:
     """The room's members (banned ones too) whose name starts with `prefix`,
     for its moderators: the owner, then moderators, then the muted and the
@@ -384,7 +397,9 @@ def member_states(
                 banned=membership.is_banned,
                 muted=muted,
                 muted_until=membership.muted_until
-                if muted and membership.muted_until < MUTED_INDEFINITELY
+                if muted
+                and membership.muted_until is not None
+                and membership.muted_until < MUTED_INDEFINITELY
                 else None,
                 can_moderate=outranked and viewer_rank >= RANK_MODERATOR,
                 can_set_role=outranked and viewer_rank >= RANK_OWNER and user.pk != room.owner_id,
@@ -393,7 +408,7 @@ def member_states(
     return states, len(rows) > limit
 
 
-def _texts(room: Room, messages) -> list[tuple[int, str]]:
+def _texts(room: Room, messages: Iterable[Message]) -> list[tuple[int, str]]:
     out = []
     for message in messages:
         message.room = room  # known already: no join, no query per message

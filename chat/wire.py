@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import struct
+from datetime import datetime
+from typing import Any
 
 from .models import Message, Room
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def iso_utc(value) -> str:
+def iso_utc(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -37,7 +39,7 @@ def message_json(message: Message) -> str:
     return _dumps(message_object(message))
 
 
-def frame(kind: str, **fields) -> str:
+def frame(kind: str, **fields: Any) -> str:
     return _dumps({"type": kind, **fields})
 
 
@@ -57,7 +59,9 @@ def history_frame(message_texts: list[str], has_more: bool) -> str:
     return '{"type":"history","messages":[' + ",".join(message_texts) + '],"has_more":' + more + "}"
 
 
-def hello_frame(*, username: str, room: Room, online: list[str], last_seq: int, **extras) -> str:
+def hello_frame(
+    *, username: str, room: Room, online: list[str], last_seq: int, **extras: Any
+) -> str:
     return frame(
         "hello",
         user=username,
@@ -72,7 +76,7 @@ def ack_frame(*, client_id: str | None, message_id: int, seq: int) -> str:
     return frame("ack", client_id=client_id, id=message_id, seq=seq)
 
 
-def error_frame(code: str, detail: str, **fields) -> str:
+def error_frame(code: str, detail: str, **fields: Any) -> str:
     """`fields`: retry_after (rate_limited, unavailable), until (a timed mute)."""
     return frame("error", code=code, detail=detail, **fields)
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import text
 from ..models import UsernameSkeleton
 from .errors import InvalidInput
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def record_username(*, user) -> None:
+
+def record_username(*, user: User) -> None:
     """Keep the skeleton of the user's name (see chat.text), which the
     confusable-name check looks up."""
     UsernameSkeleton.objects.update_or_create(
@@ -23,5 +28,7 @@ def check_username(*, username: str, user_pk: int | None = None) -> None:
     if not any(char.isalnum() for char in username):
         raise InvalidInput("A username needs at least one letter or digit.")
     look_alikes = UsernameSkeleton.objects.filter(skeleton=text.skeleton(username)[:300])
-    if look_alikes.exclude(user_id=user_pk).exists():
+    if user_pk is not None:
+        look_alikes = look_alikes.exclude(user_id=user_pk)
+    if look_alikes.exists():
         raise InvalidInput("That username looks too much like an existing one; choose another.")

@@ -4,6 +4,8 @@ page endpoints) and, where the refusal ends a socket, its close code."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ServiceError(Exception):
     """A refused write; nothing changed. `fields` go into the error frame
@@ -13,7 +15,7 @@ class ServiceError(Exception):
     http_status = 400
     close_code: int | None = None  # a socket that gets this refusal is closed
 
-    def __init__(self, detail: str, **fields):
+    def __init__(self, detail: str, **fields: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.fields = fields

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
 from django.db import IntegrityError, connection, transaction
@@ -14,6 +15,9 @@ from django.utils import timezone
 from .. import events, limits, wire
 from ..models import Membership, Message, Room
 from .errors import Forbidden, Locked, Muted
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ RETURNING last_seq, is_locked,
 """
 
 
-def store_message(*, room: Room, author, body: str, client_id: str | None) -> Posted:
+def store_message(*, room: Room, author: User, body: str, client_id: str | None) -> Posted:
     """Store a message (no rate check: post_message counts it)."""
     now = timezone.now()
     try:
@@ -77,7 +81,7 @@ def store_message(*, room: Room, author, body: str, client_id: str | None) -> Po
     return Posted(message=message, created=True)
 
 
-def muted_error(*, room: Room, user) -> Muted:
+def muted_error(*, room: Room, user: User) -> Muted:
     until = (
         Membership.objects.filter(room=room, user=user)
         .values_list("muted_until", flat=True)
@@ -90,7 +94,7 @@ def muted_error(*, room: Room, user) -> Muted:
     )
 
 
-async def post_message(*, room: Room, author, body: str, client_id: str | None) -> Posted:
+async def post_message(*, room: Room, author: User, body: str, client_id: str | None) -> Posted:
     """Store a message (idempotent per client_id) and broadcast it to the room.
 
     A retry of a stored message is broadcast again: its first broadcast may
@@ -114,7 +118,7 @@ async def post_message(*, room: Room, author, body: str, client_id: str | None) 
     return posted
 
 
-async def notify_typing(*, room: Room, user, conn_id: str) -> None:
+async def notify_typing(*, room: Room, user: User, conn_id: str) -> None:
     """Everyone else in the room sees that `user` is typing (not the socket
     `conn_id`). A notice that cannot be sent is dropped: the next one comes."""
     event = events.room_frame(

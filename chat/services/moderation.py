@@ -4,6 +4,7 @@ row, and broadcasts its effect to open sockets once the transaction commits."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -13,6 +14,9 @@ from .. import events, selectors, wire
 from ..models import Membership, Message, ModerationLog, Report, Room
 from .errors import Forbidden, InvalidInput, NotFound
 from .messages import MUTED_INDEFINITELY
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 # ---------------------------------------------------------------- mute durations
 # One source for the durations offered (settings.CHAT_MUTE_MINUTES): the room
@@ -48,21 +52,24 @@ def mute_until(minutes: int | str | None) -> datetime | None:
     return timezone.now() + timedelta(minutes=int(minutes))
 
 
-def _tell_user(room: Room, user, text: str) -> None:
+def _tell_user(room: Room, user: User, text: str) -> None:
     """After commit, a frame to the user's own open sockets in the room."""
     events.send_on_commit(
         events.room_group(room.pk), events.room_frame(room.pk, text, user_id=user.pk)
     )
 
 
-_ROLE_WORDS = {Membership.Role.MODERATOR: "a moderator", Membership.Role.MEMBER: "a plain member"}
+_ROLE_WORDS: dict[str, str] = {
+    Membership.Role.MODERATOR: "a moderator",
+    Membership.Role.MEMBER: "a plain member",
+}
 
 
 # ---------------------------------------------------------------- who may
 
 
 def _require_moderator(
-    *, actor, room: Room, perm: str = selectors.MODERATE_MEMBERS, target=None
+    *, actor: User, room: Room, perm: str = selectors.MODERATE_MEMBERS, target: User | None = None
 ) -> None:
     """The actor moderates `room` (for the kind of action `perm` stands for)
     and outranks `target`, banned or not."""
@@ -75,7 +82,7 @@ def _require_moderator(
 
 
 def _require_power_over(
-    *, actor, room: Room, user, verb: str, perm: str = selectors.MODERATE_MEMBERS
+    *, actor: User, room: Room, user: User, verb: str, perm: str = selectors.MODERATE_MEMBERS
 ) -> None:
     """For actions on a person: never on oneself (a muted moderator does not
     unmute themself), and only on someone of lower rank."""
@@ -84,7 +91,7 @@ def _require_power_over(
     _require_moderator(actor=actor, room=room, perm=perm, target=user)
 
 
-def _require_staff(*, actor, target) -> None:
+def _require_staff(*, actor: User, target: User) -> None:
     if not selectors.is_site_moderator(user=actor, perm=selectors.MANAGE_ACCOUNTS):
         raise Forbidden("Only site staff can do that.")
     if target.pk == actor.pk:
@@ -94,7 +101,14 @@ def _require_staff(*, actor, target) -> None:
 
 
 def _log(
-    *, actor, action: str, summary: str, reason: str = "", room=None, target_user=None, message=None
+    *,
+    actor: User,
+    action: str,
+    summary: str,
+    reason: str = "",
+    room: Room | None = None,
+    target_user: User | None = None,
+    message: Message | None = None,
 ) -> ModerationLog:
     return ModerationLog.objects.create(
         actor=actor,
@@ -108,7 +122,7 @@ def _log(
 
 
 @transaction.atomic
-def remove_message(*, message: Message, actor, reason: str = "") -> bool:
+def remove_message(*, message: Message, actor: User, reason: str = "") -> bool:
     """Soft-delete a message: gone from history and resume, and every open
     socket in the room is told to drop it. False if it was removed already."""
     room = message.room
@@ -139,7 +153,7 @@ def remove_message(*, message: Message, actor, reason: str = "") -> bool:
 
 
 @transaction.atomic
-def restore_message(*, message: Message, actor, reason: str = "") -> bool:
+def restore_message(*, message: Message, actor: User, reason: str = "") -> bool:
     """Undo a removal: the message is back in history (open sockets see it on
     their next load; it keeps its place in seq order)."""
     room = message.room
@@ -163,7 +177,7 @@ def restore_message(*, message: Message, actor, reason: str = "") -> bool:
     return True
 
 
-def _membership_for_update(*, room: Room, user) -> Membership:
+def _membership_for_update(*, room: Room, user: User) -> Membership:
     """The user's membership, locked. Moderation acts on members only: it
     never creates a membership, which in a private room would let a
     stranger in (a mute, or a ban and then an unban)."""
@@ -174,7 +188,7 @@ def _membership_for_update(*, room: Room, user) -> Membership:
 
 
 @transaction.atomic
-def ban_user(*, room: Room, user, actor, reason: str = "") -> bool:
+def ban_user(*, room: Room, user: User, actor: User, reason: str = "") -> bool:
     """The user's open sockets in the room close with 4403 at once, on every
     worker, and they cannot come back until unbanned."""
     _require_power_over(actor=actor, room=room, user=user, verb="ban")
@@ -199,7 +213,7 @@ def ban_user(*, room: Room, user, actor, reason: str = "") -> bool:
 
 
 @transaction.atomic
-def unban_user(*, room: Room, user, actor, reason: str = "") -> bool:
+def unban_user(*, room: Room, user: User, actor: User, reason: str = "") -> bool:
     _require_power_over(actor=actor, room=room, user=user, verb="unban")
     if not Membership.objects.filter(room=room, user=user, is_banned=True).update(is_banned=False):
         return False
@@ -216,7 +230,7 @@ def unban_user(*, room: Room, user, actor, reason: str = "") -> bool:
 
 @transaction.atomic
 def mute_user(
-    *, room: Room, user, actor, until: datetime | None = None, reason: str = ""
+    *, room: Room, user: User, actor: User, until: datetime | None = None, reason: str = ""
 ) -> Membership:
     """Until `until` (None: until unmuted) the user's sends get `error muted`;
     nobody else sees anything."""
@@ -242,7 +256,7 @@ def mute_user(
 
 
 @transaction.atomic
-def unmute_user(*, room: Room, user, actor, reason: str = "") -> bool:
+def unmute_user(*, room: Room, user: User, actor: User, reason: str = "") -> bool:
     _require_power_over(actor=actor, room=room, user=user, verb="unmute")
     if not Membership.objects.filter(room=room, user=user, muted_until__gt=timezone.now()).update(
         muted_until=None
@@ -261,7 +275,7 @@ def unmute_user(*, room: Room, user, actor, reason: str = "") -> bool:
 
 
 @transaction.atomic
-def set_room_locked(*, room: Room, actor, locked: bool, reason: str = "") -> bool:
+def set_room_locked(*, room: Room, actor: User, locked: bool, reason: str = "") -> bool:
     """A locked room is read-only: every send gets `error locked`."""
     _require_moderator(actor=actor, room=room, perm=selectors.MODERATE_ROOMS)
     if not Room.objects.filter(pk=room.pk, is_locked=not locked).update(is_locked=locked):
@@ -280,7 +294,7 @@ def set_room_locked(*, room: Room, actor, locked: bool, reason: str = "") -> boo
 
 
 @transaction.atomic
-def set_account_active(*, user, actor, active: bool, reason: str = "") -> bool:
+def set_account_active(*, user: User, actor: User, active: bool, reason: str = "") -> bool:
     """Deactivating an account closes all of its sockets with 4401, on every
     worker; it can no longer log in or connect."""
     _require_staff(actor=actor, target=user)
@@ -306,7 +320,7 @@ def set_account_active(*, user, actor, active: bool, reason: str = "") -> bool:
 
 
 @transaction.atomic
-def set_role(*, room: Room, user, role: str, actor, reason: str = "") -> Membership:
+def set_role(*, room: Room, user: User, role: str, actor: User, reason: str = "") -> Membership:
     """Owners (and staff) appoint and dismiss room moderators."""
     if role not in (Membership.Role.MODERATOR, Membership.Role.MEMBER):
         raise InvalidInput("A role is either moderator or member (a room has one owner).")
@@ -330,7 +344,7 @@ def set_role(*, room: Room, user, role: str, actor, reason: str = "") -> Members
 
 
 @transaction.atomic
-def set_room_owner(*, room: Room, user, actor, reason: str = "") -> bool:
+def set_room_owner(*, room: Room, user: User, actor: User, reason: str = "") -> bool:
     """Staff give a room to someone else (Room.owner is the one record of
     ownership). The new owner becomes a member if they were not; the old one
     stays a member with the role they had. False if nothing changed."""
@@ -359,7 +373,7 @@ def set_room_owner(*, room: Room, user, actor, reason: str = "") -> bool:
 
 
 @transaction.atomic
-def remove_member(*, room: Room, user, actor, reason: str = "") -> None:
+def remove_member(*, room: Room, user: User, actor: User, reason: str = "") -> None:
     """Remove someone of lower rank from a room (in a private room they lose
     access), written to the log. A ban is not lifted this way: deleting a
     banned membership would be an unban without the log, so it is refused
@@ -383,7 +397,7 @@ def remove_member(*, room: Room, user, actor, reason: str = "") -> None:
     )
 
 
-def report_message(*, message: Message, reporter, reason: str = "") -> Report:
+def report_message(*, message: Message, reporter: User, reason: str = "") -> Report:
     """Anyone who can see a message can report it (once)."""
     try:
         selectors.get_room_for(user=reporter, slug=message.room.slug)
@@ -398,7 +412,7 @@ def report_message(*, message: Message, reporter, reason: str = "") -> Report:
 
 
 @transaction.atomic
-def close_report(*, report: Report, actor, resolved: bool, reason: str = "") -> bool:
+def close_report(*, report: Report, actor: User, resolved: bool, reason: str = "") -> bool:
     """Resolve (acted on) or dismiss (nothing wrong) an open report."""
     room = report.message.room
     _require_moderator(actor=actor, room=room, perm=selectors.MODERATE_REPORTS)

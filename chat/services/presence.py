@@ -5,10 +5,14 @@ opens or their last one closes or expires."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .. import events, presence
 
 
-async def _announce(room_id: int, kind: str, usernames, skip: str | None = None) -> None:
+async def _announce(
+    room_id: int, kind: str, usernames: Iterable[str], skip: str | None = None
+) -> None:
     for username in usernames:
         await events.send(
             events.room_group(room_id), events.room_presence(room_id, kind, username, skip)

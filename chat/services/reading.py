@@ -4,11 +4,16 @@ workers; the directory's unread counts are reckoned from it."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from channels.db import database_sync_to_async
 from django.db import connection
 
 from .. import events, wire
 from ..models import Membership, Room
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 # One statement: move the position forward to `seq`, never past the room's
 # last message (a client cannot mark messages read before they exist), and
@@ -24,7 +29,7 @@ RETURNING last_read_seq
 """
 
 
-def advance_read_position(*, room: Room, user, seq: int) -> int | None:
+def advance_read_position(*, room: Room, user: User, seq: int) -> int | None:
     """Store that `user` has read `room` up to `seq`. Returns the new
     position, or None when it did not move (not further, or not a member)."""
     target = [seq, seq, room.pk]
@@ -34,7 +39,7 @@ def advance_read_position(*, room: Room, user, seq: int) -> int | None:
     return row[0] if row else None
 
 
-async def mark_read(*, room: Room, user, seq: int, conn_id: str | None = None) -> int | None:
+async def mark_read(*, room: Room, user: User, seq: int, conn_id: str | None = None) -> int | None:
     """Advance the user's read position and tell their other sockets in the
     room (another tab or device clears its unread state) with a `read` frame;
     not the socket `conn_id` whose frame moved it."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -16,6 +18,10 @@ from django.utils.text import slugify
 from .. import selectors, text, throttle
 from ..models import Membership, Room
 from .errors import Forbidden, InvalidInput, RateLimited
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.db.models import QuerySet
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -50,15 +56,18 @@ def _plain_name(name: str) -> str:
     return name
 
 
-def _refuse_look_alike(*, name: str, among, room_pk: int | None = None) -> None:
-    look_alike = among.filter(name_skeleton=text.skeleton(name)[:300]).exclude(pk=room_pk).first()
+def _refuse_look_alike(*, name: str, among: QuerySet[Room], room_pk: int | None = None) -> None:
+    look_alikes = among.filter(name_skeleton=text.skeleton(name)[:300])
+    if room_pk is not None:
+        look_alikes = look_alikes.exclude(pk=room_pk)
+    look_alike = look_alikes.first()
     if look_alike is not None:
         raise InvalidInput(
             f"That name looks too much like the room '{look_alike.name}'; choose another."
         )
 
 
-def check_room_name(*, name: str, among, room_pk: int | None = None) -> str:
+def check_room_name(*, name: str, among: QuerySet[Room], room_pk: int | None = None) -> str:
     """The name, stripped, if a room may have it: not blank, not too long, no
     hidden characters, and not looking like the name of a room in `among`
     (other than room `room_pk`): see chat.text.skeleton."""
@@ -67,7 +76,7 @@ def check_room_name(*, name: str, among, room_pk: int | None = None) -> str:
     return name
 
 
-def _check_rooms_per_hour(owner) -> None:
+def _check_rooms_per_hour(owner: User) -> None:
     """At most CHAT_ROOMS_PER_HOUR rooms created by one user in an hour
     (staff who may add rooms in the admin are not counted)."""
     cap = settings.CHAT_ROOMS_PER_HOUR
@@ -90,7 +99,7 @@ def _check_rooms_per_hour(owner) -> None:
         )
 
 
-def _slugs_to_try(base: str):
+def _slugs_to_try(base: str) -> Iterator[str]:
     """The name's own slug, then a few with a random suffix."""
     yield base
     for _ in range(5):
@@ -99,7 +108,7 @@ def _slugs_to_try(base: str):
 
 
 @transaction.atomic
-def create_room(*, owner, name: str, is_private: bool = False) -> Room:
+def create_room(*, owner: User, name: str, is_private: bool = False) -> Room:
     """A room whose address (slug) comes from its name.
 
     The name may not look like the name of a room the owner can see (the
@@ -134,7 +143,7 @@ def create_room(*, owner, name: str, is_private: bool = False) -> Room:
     raise InvalidInput("No free address for that name; choose another name.")
 
 
-def add_member(*, room: Room, actor, username: str) -> Membership | None:
+def add_member(*, room: Room, actor: User, username: str) -> Membership | None:
     """The room's owner (or staff) adds a member by username. None when no
     account has that name: callers answer the same either way, so that the
     form cannot be used to find out who has an account. Names that match
@@ -157,7 +166,7 @@ def add_member(*, room: Room, actor, username: str) -> Membership | None:
     return membership
 
 
-def join_room(*, room: Room, user) -> Membership:
+def join_room(*, room: Room, user: User) -> Membership:
     """Opening a room makes you a member of it (the access check came first)."""
     membership, _ = Membership.objects.get_or_create(room=room, user=user)
     return membership
