@@ -10,6 +10,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from chatsite import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -245,11 +247,11 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Unhashed names: the ES modules import each other by relative path, which a
-# hashing storage would have to rewrite. WhiteNoise still compresses and caches.
+# Hashed names (chatsite/storage.py), imports between the ES modules
+# included: `collectstatic` before serving with DEBUG off.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "chatsite.storage.HashedStaticFiles"},
 }
 
 # Redis: channel layer, presence and rate limits. Unset: one process, in memory.
@@ -434,9 +436,21 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(
         f"DJANGO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}"
     )
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-}
+LOG_FORMAT = os.environ.get("DJANGO_LOG_FORMAT", "").strip().lower() or "text"
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+LOGGING = logs.logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
+
+# Errors to Sentry when a DSN is given (pip install 'chatsite[sentry]').
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "").strip()
+if SENTRY_DSN:
+    try:
+        logs.start_error_reporting(
+            SENTRY_DSN, environment=os.environ.get("SENTRY_ENVIRONMENT", "production")
+        )
+    except ImportError:
+        raise ImproperlyConfigured(
+            "SENTRY_DSN is set but sentry-sdk is not installed: pip install 'chatsite[sentry]'"
+        ) from None
+    except Exception as error:  # sentry_sdk's BadDsn and the like
+        raise ImproperlyConfigured(f"SENTRY_DSN is not a DSN Sentry accepts: {error}") from None

@@ -15,6 +15,7 @@ from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.management import call_command
 from django.db import connections
 from django.test import Client
 
@@ -22,6 +23,14 @@ from chat import hub, limits, presence, services
 from tests.servers import redis_server_url
 
 TIMEOUT = 5  # seconds to wait for any one expected frame
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collected_static_files():
+    """Pages name static files by their hashed names (chatsite/storage.py),
+    which only the manifest that collectstatic writes knows: with DEBUG off,
+    as in tests and production, a template's {% static %} needs it."""
+    call_command("collectstatic", interactive=False, verbosity=0)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -40,6 +40,8 @@ def settings_of(*names, env: dict) -> dict:
         ("CHAT_RATE_LIMIT", "fast"),
         ("DJANGO_DEBUG", "maybe"),
         ("DJANGO_LOG_LEVEL", "loud"),
+        ("DJANGO_LOG_FORMAT", "xml"),
+        ("SENTRY_DSN", "not a dsn"),
         ("DATABASE_URL", "nonsense"),
         ("REDIS_URL", "localhost:6379"),
         ("CHAT_DIRECTORY_PAGE", "0"),

@@ -336,7 +336,11 @@ class Command(BaseCommand):
                 argv.append("--proxy-headers")
             argv.append(asgi_target())
             ready = lambda p=port: healthy("127.0.0.1", p)  # noqa: E731
-            started.append(self._spawn(Spec(f"web-{i}", argv, ready, essential=False, env=env)))
+            # Log lines name the worker as the cluster's output does.
+            worker_env = {**env, "CHAT_WORKER_ID": env.get("CHAT_WORKER_ID") or f"web-{i}"}
+            started.append(
+                self._spawn(Spec(f"web-{i}", argv, ready, essential=False, env=worker_env))
+            )
         for child, port in zip(started, ports, strict=True):
             self._wait_ready(child, f"daphne on port {port}", timeout)
 
