@@ -9,6 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import health, selectors, services, wire
+from .events import Close
 from .forms import AddMemberForm, RoomForm, SignupForm
 from .models import Message
 
@@ -77,8 +78,27 @@ def room(request, slug):
             "last_read_seq": membership.last_read_seq,
             "muted_until": _muted_until(membership),
             "mute_choices": services.mute_choices(),
+            "page_config": room_page_config(),
         },
     )
+
+
+def room_page_config() -> dict:
+    """The numbers the room page's scripts work by, from the settings and the
+    contract's close codes: one source each. The page reads them from a JSON
+    data block (json_script), which the Content-Security-Policy allows."""
+    return {
+        "historyPage": settings.CHAT_HISTORY_PAGE,
+        "typingIntervalMs": round(settings.CHAT_TYPING_INTERVAL * 1000),
+        "close": {
+            "sessionEnded": Close.SESSION_ENDED,
+            "noAccess": Close.NO_ACCESS,
+            "reconnect": Close.RECONNECT,
+            "tooFarBehind": Close.TOO_FAR_BEHIND,
+            "serviceRestart": Close.SERVICE_RESTART,
+            "tryAgainLater": Close.TRY_AGAIN_LATER,
+        },
+    }
 
 
 def _muted_until(membership) -> str:
