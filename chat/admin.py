@@ -109,6 +109,13 @@ def _reason(request) -> str:
     return request.POST.get("reason", "").strip()
 
 
+def _refused(modeladmin, request, error, obj=None) -> None:
+    """A service's refusal as the console shows it: an error message with its
+    detail (naming the object when a refusal is one of several)."""
+    detail = error.detail if obj is None else f"{obj}: {error.detail}"
+    modeladmin.message_user(request, detail, messages.ERROR)
+
+
 def _apply(modeladmin, request, objects, do, done: str) -> None:
     """Run a service on each selected object; report what changed and what
     was refused (a refusal changes nothing for that object)."""
@@ -119,7 +126,7 @@ def _apply(modeladmin, request, objects, do, done: str) -> None:
                 changed += 1
         except services.ServiceError as error:
             refused += 1
-            modeladmin.message_user(request, f"{obj}: {error.detail}", messages.ERROR)
+            _refused(modeladmin, request, error, obj)
     if changed:
         modeladmin.message_user(request, f"{done}: {changed}.", messages.SUCCESS)
     elif not refused:
@@ -193,7 +200,7 @@ class RoomAdmin(admin.ModelAdmin):
             try:
                 services.set_room_owner(room=obj, user=new_owner, actor=request.user)
             except services.ServiceError as error:
-                self.message_user(request, error.detail, messages.ERROR)
+                _refused(self, request, error)
             return
         super().save_model(request, obj, form, change)
         if not change:
@@ -291,7 +298,7 @@ class MembershipAdmin(admin.ModelAdmin):
                 room=obj.room, user=obj.user, actor=request.user, reason=_reason(request)
             )
         except services.ServiceError as error:
-            self.message_user(request, error.detail, messages.ERROR)
+            _refused(self, request, error)
 
     def save_model(self, request, obj, form, change):
         # Roles change through the service (checked and logged), also for a
@@ -304,7 +311,7 @@ class MembershipAdmin(admin.ModelAdmin):
             try:
                 services.set_role(room=obj.room, user=obj.user, role=role, actor=request.user)
             except services.ServiceError as error:
-                self.message_user(request, error.detail, messages.ERROR)
+                _refused(self, request, error)
 
     def _act(self, request, queryset, service, done: str, **extra):
         """Call a moderation service for each selected membership."""
@@ -353,7 +360,7 @@ class MembershipAdmin(admin.ModelAdmin):
         try:
             until = services.mute_until(request.POST.get("mute_for", ""))
         except services.ServiceError as error:
-            return self.message_user(request, error.detail, messages.ERROR)
+            return _refused(self, request, error)
         self._act(request, queryset, services.mute_user, "Muted", until=until)
 
     @moderation_action("Unmute selected users")
@@ -670,7 +677,7 @@ class UserAdmin(BaseUserAdmin):
             try:
                 services.set_account_active(user=obj, actor=request.user, active=active)
             except services.ServiceError as error:
-                self.message_user(request, error.detail, messages.ERROR)
+                _refused(self, request, error)
             return
         super().save_model(request, obj, form, change)
 

@@ -258,9 +258,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 room=self.room, author=self.user, body=frame.body, client_id=frame.client_id
             )
         except services.ServiceError as error:
-            if error.close_code is not None:  # e.g. banned a moment ago
-                return self.close(error.close_code)
-            return self._error(error.code, error.detail, **error.fields)
+            return self._refused(error)
         message = posted.message
         ack = wire.ack_frame(client_id=message.client_id, message_id=message.id, seq=message.seq)
         self.write(ack)
@@ -302,7 +300,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             await limits.spend(kind="frame", user_id=self.user.pk)
         except services.RateLimited as error:
-            self._error(error.code, error.detail, **error.fields)
+            self._refused(error)
             return False
         except Exception:  # the budget's store is away: let the frame through
             logger.warning("frame budget unavailable", exc_info=True)
@@ -317,6 +315,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def _error(self, code: str, detail: str, **fields):
         self.write(wire.error_frame(code, detail, **fields))
+
+    def _refused(self, error: services.ServiceError) -> None:
+        """A service's refusal, as its class says a socket gets it: closed
+        with its close code (e.g. banned a moment ago), or else an `error`
+        frame with its code and fields."""
+        if error.close_code is not None:
+            return self.close(error.close_code)
+        self._error(error.code, error.detail, **error.fields)
 
 
 class NoRouteConsumer(AsyncWebsocketConsumer):

@@ -26,6 +26,18 @@ def draining() -> bool:
     return _draining
 
 
+def start_draining() -> None:
+    """From now on this worker is on its way out: /readyz answers 503."""
+    global _draining
+    _draining = True
+
+
+def reset() -> None:
+    """Forget a drain (tests; the SIGTERM handler, once installed, stays)."""
+    global _draining
+    _draining = False
+
+
 def _reactor():
     """Twisted's reactor if it is already running this process (Daphne);
     never imported here, which would install one."""
@@ -54,8 +66,7 @@ def install(hub) -> None:
 async def _drain_then(previous, signum, frame) -> None:
     from . import hub as hubs
 
-    global _draining
-    _draining = True
+    start_draining()
     logger.warning("SIGTERM: closing every socket with 1012, then stopping")
     _stop_listening()
     try:

@@ -9,6 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import health, selectors, services, wire
+from .events import Close
 from .forms import AddMemberForm, RoomForm, SignupForm
 from .models import Message
 
@@ -77,8 +78,27 @@ def room(request, slug):
             "last_read_seq": membership.last_read_seq,
             "muted_until": _muted_until(membership),
             "mute_choices": services.mute_choices(),
+            "page_config": room_page_config(),
         },
     )
+
+
+def room_page_config() -> dict:
+    """The numbers the room page's scripts work by, from the settings and the
+    contract's close codes: one source each. The page reads them from a JSON
+    data block (json_script), which the Content-Security-Policy allows."""
+    return {
+        "historyPage": settings.CHAT_HISTORY_PAGE,
+        "typingIntervalMs": round(settings.CHAT_TYPING_INTERVAL * 1000),
+        "close": {
+            "sessionEnded": Close.SESSION_ENDED,
+            "noAccess": Close.NO_ACCESS,
+            "reconnect": Close.RECONNECT,
+            "tooFarBehind": Close.TOO_FAR_BEHIND,
+            "serviceRestart": Close.SERVICE_RESTART,
+            "tryAgainLater": Close.TRY_AGAIN_LATER,
+        },
+    }
 
 
 def _muted_until(membership) -> str:
@@ -155,8 +175,9 @@ async def livez(request):
 # show the outcome. Same services as the admin, so the same checks and log.
 
 
-def _json_error(status: int, detail: str) -> JsonResponse:
-    return JsonResponse({"ok": False, "detail": detail}, status=status)
+def _json_refusal(error: services.ServiceError) -> JsonResponse:
+    """A refusal as the page's fetch() gets it, with its class's HTTP status."""
+    return JsonResponse({"ok": False, "detail": error.detail}, status=error.http_status)
 
 
 def _json_outcome(action) -> JsonResponse:
@@ -164,8 +185,12 @@ def _json_outcome(action) -> JsonResponse:
     try:
         action()
     except services.ServiceError as error:
-        return _json_error(error.http_status, error.detail)
+        return _json_refusal(error)
     return JsonResponse({"ok": True})
+
+
+def _cannot_moderate(room) -> JsonResponse:
+    return _json_refusal(services.Forbidden(f"You cannot moderate {room.name}."))
 
 
 def _room_message_or_404(request, slug, message_id):
@@ -230,14 +255,16 @@ def moderate_user(request, slug, username, action):
     # gets the same answer as a name nobody has: these replies tell nobody
     # which usernames exist.
     if not selectors.can_moderate(user=request.user, room=room):
-        return _json_error(403, f"You cannot moderate {room.name}.")
+        return _cannot_moderate(room)
     try:
         options = _user_action_options(request, action)
     except services.ServiceError as error:
-        return _json_error(error.http_status, error.detail)
+        return _json_refusal(error)
     membership = selectors.member_named(room=room, username=username)
     if membership is None:
-        return _json_error(404, f"There is no member called {username} in {room.name}.")
+        return _json_refusal(
+            services.NotFound(f"There is no member called {username} in {room.name}.")
+        )
     return _json_outcome(
         lambda: service(room=room, user=membership.user, actor=request.user, **options)
     )
@@ -254,7 +281,7 @@ def member_states(request, slug):
     only moderators have. ?q= finds names starting with it."""
     room = _room_or_404(request, slug)
     if not selectors.can_moderate(user=request.user, room=room):
-        return _json_error(403, f"You cannot moderate {room.name}.")
+        return _cannot_moderate(room)
     states, more = selectors.member_states(
         room=room,
         viewer=request.user,

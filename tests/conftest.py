@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.db import connections
 from django.test import Client
 
-from chat import hub, limits, presence, services
+from chat import hub, limits, presence, services, shutdown
 from tests.servers import redis_server_url
 
 TIMEOUT = 5  # seconds to wait for any one expected frame
@@ -52,6 +52,7 @@ def _reset_layers():
     presence.reset_store()
     hub.forget_hubs()
     limits.reset()
+    shutdown.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,9 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat import services
@@ -216,3 +218,44 @@ def test_the_log_list_costs_the_same_few_queries_for_many_entries(
     assert Message.objects.count() == 0
     with django_assert_max_num_queries(12):
         assert console.get("/admin/chat/moderationlog/").status_code == 200
+
+
+def add_rooms(make_user, first: int, count: int) -> None:
+    """Rooms `first`.. with what every console list shows a row of: an owner,
+    a member, a message, a report of it, a mute in the log."""
+    for n in range(first, first + count):
+        owner, member = make_user(f"owner{n}"), make_user(f"member{n}")
+        room = services.create_room(owner=owner, name=f"Room {n}")
+        services.join_room(room=room, user=member)
+        message = post(room, member, f"hello {n}")
+        services.report_message(message=message, reporter=owner, reason="rude")
+        services.mute_user(room=room, user=member, actor=owner)
+
+
+def queries_to_list(console, path: str) -> int:
+    console.get(path)  # the first request also loads the session, content types…
+    with CaptureQueriesContext(connection) as queries:
+        response = console.get(path)
+    assert response.status_code == 200
+    return len(queries)
+
+
+@pytest.mark.parametrize(
+    "path, rows",
+    [
+        # The room list counts members in its own query (an annotation) and
+        # joins the owner: per-row queries were fixed there.
+        ("/admin/chat/room/", 1),
+        ("/admin/chat/membership/", 2),
+        ("/admin/chat/message/", 1),
+        ("/admin/chat/report/?status=all", 1),
+        ("/admin/chat/moderationlog/", 1),
+    ],
+)
+def test_console_lists_cost_the_same_queries_for_more_rooms(console, make_user, path, rows):
+    add_rooms(make_user, 0, 2)
+    few = queries_to_list(console, path)
+    add_rooms(make_user, 2, 6)
+    many = queries_to_list(console, path)
+    assert len(console.get(path).context["cl"].result_list) >= 8 * rows
+    assert many == few, f"{path}: {few} queries for 2 rooms, {many} for 8"

@@ -162,11 +162,11 @@ def _stalled(probe) -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_draining_worker_is_alive_but_not_ready(client, monkeypatch):
+def test_a_draining_worker_is_alive_but_not_ready(client):
     # After SIGTERM, kept-alive connections still reach the worker: the room
     # page asks /readyz before falling back to the event stream, and must
     # not take a worker on its way out for a WebSocket-blocking network.
-    monkeypatch.setattr(shutdown, "_draining", True)
+    shutdown.start_draining()  # the fixtures' reset ends it after the test
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "error", "accepting": "error"}

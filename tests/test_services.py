@@ -203,3 +203,23 @@ async def test_rate_limit_off(settings, alice, room):
     for _ in range(30):
         await services.post_message(room=room, author=alice, body="hi", client_id=None)
     assert await Message.objects.acount() == 30
+
+
+@pytest.mark.parametrize(
+    "refusal, code, http_status, close_code",
+    [
+        # docs/protocol.md: the error codes, the room page's statuses, and the
+        # refusal that ends a socket (no access left: 4403).
+        (services.InvalidInput, "bad_request", 400, None),
+        (services.RateLimited, "rate_limited", 429, None),
+        (services.Muted, "muted", 403, None),
+        (services.Locked, "locked", 403, None),
+        (services.Forbidden, "forbidden", 403, 4403),
+        (services.NotFound, "not_found", 404, None),
+    ],
+)
+def test_each_refusal_carries_its_outcome_at_every_door(refusal, code, http_status, close_code):
+    error = refusal("no", retry_after=1.5)
+    assert (error.code, error.http_status, error.close_code) == (code, http_status, close_code)
+    assert error.detail == "no" and error.fields == {"retry_after": 1.5}
+    assert issubclass(refusal, services.ServiceError)

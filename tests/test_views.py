@@ -1,4 +1,9 @@
+import json
+import re
+from pathlib import Path
+
 import pytest
+from django.conf import settings as django_settings
 from django.test import Client
 
 from chat import services
@@ -94,6 +99,41 @@ def test_room_page_has_the_contract_hooks(alice, room):
         'for="message-input" class="visually-hidden">Message<',
     ]:
         assert hook in page
+
+
+def room_config(page: str) -> dict:
+    """The numbers the room page hands its scripts (a json_script block)."""
+    block = re.search(r'<script id="room-config" type="application/json">(.*?)</script>', page)
+    assert block, "no room-config block on the page"
+    return json.loads(block.group(1))
+
+
+def test_the_room_page_takes_its_numbers_from_the_settings(settings, alice, room):
+    settings.CHAT_HISTORY_PAGE = 17
+    settings.CHAT_TYPING_INTERVAL = 2.25
+    config = room_config(logged_in(alice).get("/rooms/general/").content.decode())
+    assert config["historyPage"] == 17
+    assert config["typingIntervalMs"] == 2250
+    # The contract's close codes (docs/protocol.md).
+    assert config["close"] == {
+        "sessionEnded": 4401,
+        "noAccess": 4403,
+        "reconnect": 4000,
+        "tooFarBehind": 4008,
+        "serviceRestart": 1012,
+        "tryAgainLater": 1013,
+    }
+
+
+def test_the_room_scripts_keep_no_copy_of_the_servers_numbers():
+    scripts = Path(django_settings.BASE_DIR, "static", "chat")
+    for name in ["room.js", "connection.js", "eventstream.js", "render.js"]:
+        source = (scripts / name).read_text()
+        # (4000, RECONNECT, is left out: it is also a count of milliseconds.)
+        for code in ["4401", "4403", "4008", "1012", "1013"]:
+            assert not re.search(rf"\b{code}\b", source), (name, code)
+        assert not re.search(r"HISTORY_PAGE\s*=\s*\d", source), name
+        assert not re.search(r"TYPING_EVERY_MS\s*=\s*\d", source), name
 
 
 def test_opening_a_public_room_makes_you_a_member(bob, room):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..events import Close
+
 
 class ServiceError(Exception):
     """A refused write; nothing changed. `fields` go into the error frame
@@ -43,7 +45,7 @@ class Locked(ServiceError):
 class Forbidden(ServiceError):
     code = "forbidden"
     http_status = 403
-    close_code = 4403  # e.g. a send racing a ban: the socket has no access left
+    close_code = Close.NO_ACCESS  # e.g. a send racing a ban: the socket has no access left
 
 
 class NotFound(ServiceError):

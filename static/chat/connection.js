@@ -9,17 +9,15 @@
 
 import { EventStream } from "./eventstream.js";
 
-export const CLOSE_SESSION_ENDED = 4401;
-export const CLOSE_NO_ACCESS = 4403;
-// The server asks for a new connection (4000: access to be checked again;
-// 4008: this page fell too far behind; 1012: the worker restarts): come back
+// The close codes are the server's (the page's room-config, from
+// chat.events.Close; docs/protocol.md lists them). When the server asks for a
+// new connection (reconnect: access to be checked again; tooFarBehind: this
+// page fell too far behind; serviceRestart: the worker restarts), come back
 // at once, spread over a second so that a worker's pages do not all arrive
-// together, and resume from the last seq.
-const RECONNECT_AT_ONCE = new Set([4000, 4008, 1012]);
+// together, and resume from the last seq. When it is busy or cannot open the
+// socket now (tryAgainLater), its close reason says when to come back, and a
+// random part of that again is added on top.
 const AT_ONCE_SPREAD_MS = 1000;
-// The server is busy or cannot open the socket now; its close reason says
-// when to come back, and a random part of that again is added on top.
-const CLOSE_TRY_LATER = 1013;
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
@@ -50,10 +48,17 @@ export class Connection {
    *   "offline" (the browser has no network; reconnects when it returns),
    *   "ended" (session over), "forbidden" (no access). "connected" has the
    *   detail "compatibility" over the event stream. csrfToken: for the
-   *   event stream's POSTs.
+   *   event stream's POSTs. closeCodes: {sessionEnded, noAccess, reconnect,
+   *   tooFarBehind, serviceRestart, tryAgainLater}, from the server.
    */
-  constructor({ url, onFrame, onState, csrfToken = "" }) {
+  constructor({ url, onFrame, onState, csrfToken = "", closeCodes }) {
     this.url = url;
+    this.codes = closeCodes;
+    this.reconnectAtOnce = new Set([
+      closeCodes.reconnect,
+      closeCodes.tooFarBehind,
+      closeCodes.serviceRestart,
+    ]);
     this.onFrame = onFrame;
     this.onState = onState;
     this.csrfToken = csrfToken;
@@ -223,11 +228,12 @@ export class Connection {
     this.clearTimers();
     if (this.stopped) return;
     if (code === 1006) this.noteFailure(); // the upgrade failed, or the connection dropped
-    if (code === CLOSE_SESSION_ENDED) return this.setState("ended");
-    if (code === CLOSE_NO_ACCESS) return this.setState("forbidden");
-    // 1013 (try again later) says how long: "retry_after=<seconds>".
-    const hint = code === CLOSE_TRY_LATER ? Number(/retry_after=([\d.]+)/.exec(reason)?.[1]) : 0;
-    this.scheduleRetry(RECONNECT_AT_ONCE.has(code), (hint || 0) * 1000);
+    if (code === this.codes.sessionEnded) return this.setState("ended");
+    if (code === this.codes.noAccess) return this.setState("forbidden");
+    // Try again later says how long: "retry_after=<seconds>".
+    const tryLater = code === this.codes.tryAgainLater;
+    const hint = tryLater ? Number(/retry_after=([\d.]+)/.exec(reason)?.[1]) : 0;
+    this.scheduleRetry(this.reconnectAtOnce.has(code), (hint || 0) * 1000);
   }
 
   scheduleRetry(atOnce = false, atLeastMs = 0) {

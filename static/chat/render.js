@@ -402,7 +402,7 @@ export class OnlineList {
 
 /** "alice is typing…", each name for a few seconds after its last notice. */
 export class TypingLine {
-  constructor(line, showForMs = 3000) {
+  constructor(line, showForMs) {
     this.line = line;
     this.showForMs = showForMs;
     this.timers = new Map();

@@ -8,8 +8,15 @@ import { Moderation } from "./moderation.js";
 import { Notifier } from "./notify.js";
 import { Announcer, MessageList, MuteBanner, OnlineList, TypingLine } from "./render.js";
 
-const HISTORY_PAGE = 50;
-const TYPING_EVERY_MS = 2000;
+// The server's numbers (chat.views.room_page_config), one source each.
+const config = JSON.parse(document.getElementById("room-config").textContent);
+const HISTORY_PAGE = config.historyPage;
+// Typing notices go out a little less often than the server forwards them
+// (a notice arriving early would be dropped), and a name stays on the typing
+// line for one and a half of those intervals, so a steady typist never
+// flickers off it.
+const TYPING_EVERY_MS = config.typingIntervalMs + 500;
+const TYPING_SHOWN_MS = TYPING_EVERY_MS * 1.5;
 // `read` frames go out at most this often (the server stores each one).
 const READ_EVERY_MS = 500;
 // Errors that answer a message.send: they refer to the one send in flight,
@@ -21,7 +28,7 @@ const SEND_ERRORS = new Set([
   "locked",
   "too_long",
   "bad_request",
-  "forbidden", // a send racing a ban (the 4403 close follows)
+  "forbidden", // a send racing a ban (the no-access close follows)
 ]);
 // Refusals that will refuse every queued message as well.
 const REFUSE_ALL = new Set(["muted", "locked", "forbidden"]);
@@ -58,7 +65,7 @@ const mute = new MuteBanner(document.getElementById("mute-notice"));
 // Muted already when the page was made: "indefinitely", or when it ends.
 const mutedUntil = root.dataset.mutedUntil;
 if (mutedUntil) mute.set(mutedUntil === "indefinitely" ? null : mutedUntil);
-const typing = new TypingLine(document.getElementById("typing"));
+const typing = new TypingLine(document.getElementById("typing"), TYPING_SHOWN_MS);
 const notifier = new Notifier({
   slug,
   roomName,
@@ -121,6 +128,7 @@ const connection = new Connection({
   onFrame: handle,
   onState: showState,
   csrfToken: root.dataset.csrf,
+  closeCodes: config.close,
 });
 
 // ------------------------------------------------------------ server frames
