@@ -499,9 +499,7 @@ def search_messages(
     limit = limit or settings.CHAT_SEARCH_PAGE
     if not user.is_authenticated:
         return SearchResults(parsed, [], None)
-    messages = Message.objects.visible().filter(
-        room__in=Room.objects.visible_to(user).values("pk")
-    )
+    messages = Message.objects.visible().filter(room__in=Room.objects.visible_to(user).values("pk"))
     if room is not None:
         messages = messages.filter(room=room)
     if before is not None:
