@@ -446,6 +446,33 @@ def message_texts_before(*, room: Room, before: int | None, limit: int) -> tuple
     return [text for _, text in _texts(room, page.messages)], page.has_more
 
 
+def message_texts_around(
+    *, room: Room, around: int | None = None, after: int | None = None, limit: int
+) -> tuple[list[str], bool, bool]:
+    """The JSON of up to `limit` visible messages, oldest first: around seq
+    `around` (up to half of them older than it, the rest from it on), or
+    the first ones after seq `after`. With whether older ones exist before
+    the first, and newer ones after the last."""
+    visible = Message.objects.visible().filter(room=room)
+    if around is not None:
+        older = list(
+            _with_authors(visible.filter(seq__lt=around)).order_by("-seq")[: limit // 2 + 1]
+        )
+        has_more = len(older) > limit // 2
+        older = older[: limit // 2][::-1]
+        start = around
+    else:
+        older, has_more, start = [], None, (after or 0) + 1
+    newer = list(
+        _with_authors(visible.filter(seq__gte=start)).order_by("seq")[: limit - len(older) + 1]
+    )
+    has_newer = len(newer) > limit - len(older)
+    page = older + newer[: limit - len(older)]
+    if has_more is None:
+        has_more = visible.filter(seq__lt=page[0].seq if page else start).exists()
+    return [text for _, text in _texts(room, page)], has_more, has_newer
+
+
 def older_messages_exist(*, room: Room, seq: int) -> bool:
     return Message.objects.visible().filter(room=room, seq__lte=seq).exists()
 
