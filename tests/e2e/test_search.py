@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat import services
+from tests.e2e.audit import AUDITED_CONTEXT, violations
 from tests.e2e.pages import log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -74,3 +75,22 @@ def test_search_highlights_and_jumps_to_the_message_in_context(live, new_page, m
     seqs = log.locator(".message").evaluate_all("items => items.map(i => Number(i.dataset.seq))")
     assert seqs == list(range(1, 151))
     assert page.evaluate("window.pwned") is None
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1100, "height": 720}, {"width": 375, "height": 700}]
+)
+def test_the_results_page_passes_the_audit_and_fits_a_phone(live, new_context, make_user, viewport):
+    alice = make_user("alice")
+    room = services.create_room(owner=alice, name="Lobby")
+    services.store_message(room=room, author=alice, body="audit me " * 40, client_id=None)
+    page = new_context(viewport=viewport, **AUDITED_CONTEXT).new_page()
+    log_in(page, live, "alice")
+    page.goto(f"{live.url}/search/?q=audit")
+    expect(page.locator(".hit mark").first).to_have_text("audit")
+    assert violations(page) == []
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= viewport["width"]
+    page.get_by_label("Words to find").fill("")
+    page.get_by_label("Words to find").press("Enter")  # required: the browser keeps it
+    expect(page).to_have_url(re.compile(r"\?q=audit$"))
