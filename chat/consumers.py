@@ -275,7 +275,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         beside the socket's other frames (a page of an old archive does not
         hold up a send); one at a time, so a client that never reads cannot
         pile them up."""
-        page = self.seat.history_from_memory(frame.before, frame.limit)
+        page = (
+            self.seat.history_from_memory(frame.before, frame.limit) if frame.from_memory else None
+        )
         if page is not None:
             return self.write(page)
         if self.history_busy:
@@ -287,7 +289,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _history_from_database(self, frame: HistoryRequest):
         try:
-            self.write(await self.seat.history_from_database(frame.before, frame.limit))
+            if frame.from_memory:
+                page = await self.seat.history_from_database(frame.before, frame.limit)
+            else:
+                page = await self.seat.history_around(
+                    around=frame.around, after=frame.after, limit=frame.limit
+                )
+            self.write(page)
         except Exception:
             logger.exception("socket %s: history read failed", self.conn_id)
             self._error(

@@ -39,8 +39,19 @@ class Typing:
 
 @dataclass(frozen=True)
 class HistoryRequest:
+    """Older messages (`before`), or, as extensions, the messages around a
+    seq (`around`: the page a search result opens at) or after one
+    (`after`: the newer side of such a page). At most one of the three."""
+
     before: int | None
     limit: int
+    around: int | None = None
+    after: int | None = None
+
+    @property
+    def from_memory(self) -> bool:
+        """Whether the room hub's memory may answer (the latest pages only)."""
+        return self.around is None and self.after is None
 
 
 @dataclass(frozen=True)
@@ -119,13 +130,18 @@ def _parse_send(data: dict) -> SendMessage:
 
 
 def _parse_history(data: dict) -> HistoryRequest:
-    before = data.get("before")
-    if before is not None and not (_is_int(before) and 0 <= before <= MAX_SEQ):
-        raise bad("history 'before' must be a seq (a whole number, 0 or more)")
+    seqs = {}
+    for name in ("before", "around", "after"):
+        value = data.get(name)
+        if value is not None and not (_is_int(value) and 0 <= value <= MAX_SEQ):
+            raise bad(f"history '{name}' must be a seq (a whole number, 0 or more)")
+        seqs[name] = value
+    if sum(value is not None for value in seqs.values()) > 1:
+        raise bad("history takes one of 'before', 'around' and 'after'")
     limit = data.get("limit", settings.CHAT_HISTORY_PAGE)
     if not (_is_int(limit) and 1 <= limit <= settings.CHAT_HISTORY_MAX):
         raise bad(f"history 'limit' must be a whole number from 1 to {settings.CHAT_HISTORY_MAX}")
-    return HistoryRequest(before=before, limit=limit)
+    return HistoryRequest(limit=limit, **seqs)
 
 
 def _parse_read(data: dict) -> Read:

@@ -462,6 +462,13 @@ class RoomReader:
         )
         return wire.history_frame(texts, has_more)
 
+    async def history_around(self, *, around: int | None, after: int | None, limit: int) -> str:
+        """The answer to a `history` request with `around` or `after`."""
+        texts, has_more, has_newer = await database_sync_to_async(selectors.message_texts_around)(
+            room=self.room, around=around, after=after, limit=limit
+        )
+        return wire.history_frame(texts, has_more, has_newer)
+
     def leave(self) -> None:
         """A reader holds no seat: nothing to give back."""
 

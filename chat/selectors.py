@@ -20,11 +20,12 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, When
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from . import presence, wire
+from . import presence, search, wire
 from .models import Membership, Message, Room
 
 if TYPE_CHECKING:
@@ -445,6 +446,33 @@ def message_texts_before(*, room: Room, before: int | None, limit: int) -> tuple
     return [text for _, text in _texts(room, page.messages)], page.has_more
 
 
+def message_texts_around(
+    *, room: Room, around: int | None = None, after: int | None = None, limit: int
+) -> tuple[list[str], bool, bool]:
+    """The JSON of up to `limit` visible messages, oldest first: around seq
+    `around` (up to half of them older than it, the rest from it on), or
+    the first ones after seq `after`. With whether older ones exist before
+    the first, and newer ones after the last."""
+    visible = Message.objects.visible().filter(room=room)
+    if around is not None:
+        older = list(
+            _with_authors(visible.filter(seq__lt=around)).order_by("-seq")[: limit // 2 + 1]
+        )
+        has_more = len(older) > limit // 2
+        older = older[: limit // 2][::-1]
+        start = around
+    else:
+        older, has_more, start = [], None, (after or 0) + 1
+    newer = list(
+        _with_authors(visible.filter(seq__gte=start)).order_by("seq")[: limit - len(older) + 1]
+    )
+    has_newer = len(newer) > limit - len(older)
+    page = older + newer[: limit - len(older)]
+    if has_more is None:
+        has_more = visible.filter(seq__lt=page[0].seq if page else start).exists()
+    return [text for _, text in _texts(room, page)], has_more, has_newer
+
+
 def older_messages_exist(*, room: Room, seq: int) -> bool:
     return Message.objects.visible().filter(room=room, seq__lte=seq).exists()
 
@@ -461,3 +489,70 @@ def message_in_context(*, message: Message, around: int = 3) -> list[Message]:
             )
         ).order_by("seq")
     )
+
+
+# ---------------------------------------------------------------- search
+
+
+@dataclass
+class SearchHit:
+    message: Message  # room and author loaded
+    excerpt: str  # safe HTML: the escaped body around the match, matches in <mark>
+
+
+@dataclass
+class SearchResults:
+    query: search.Query
+    hits: list[SearchHit]
+    next_before: int | None  # pass as `before` for the next (older) page; None: no more
+
+
+def search_messages(
+    *,
+    user: User | AnonymousUser,
+    query: str | None,
+    before: int | None = None,
+    limit: int | None = None,
+    room: Room | None = None,
+) -> SearchResults:
+    """Messages matching `query` (chat.search's language) in the rooms `user`
+    may read now, newest first, `limit` at a time; `before` (a message id
+    from the previous page's next_before) continues a search. Removed
+    messages never match, nor do rooms the user left the readers of (private
+    and not a member, banned). search.InvalidQuery for a query that cannot
+    be searched, with the reason for a person. `room`: only there (the
+    access check still applies)."""
+    parsed = search.parse_query(query)
+    limit = limit or settings.CHAT_SEARCH_PAGE
+    if not user.is_authenticated:
+        return SearchResults(parsed, [], None)
+    messages = Message.objects.visible().filter(room__in=Room.objects.visible_to(user).values("pk"))
+    if room is not None:
+        messages = messages.filter(room=room)
+    if before is not None:
+        messages = messages.filter(pk__lt=before)
+    found = list(_with_authors(_matching(messages, parsed)).order_by("-pk")[: limit + 1])
+    hits = [SearchHit(m, search.highlight(m.body, parsed)) for m in found[:limit]]
+    return SearchResults(parsed, hits, hits[-1].message.pk if len(found) > limit else None)
+
+
+def _matching(messages: QuerySet[Message], query: search.Query) -> QuerySet[Message]:
+    """Narrow `messages` to those whose body matches, through the database's
+    full-text index (chat.search describes both)."""
+    vendor = connection.vendor
+    if vendor == "postgresql":
+        from django.contrib.postgres.search import SearchQuery, SearchVector
+
+        config = search.POSTGRES_CONFIG
+        return messages.alias(document=SearchVector("body", config=config)).filter(
+            document=SearchQuery(query.tsquery(), config=config, search_type="raw")
+        )
+    if vendor == "sqlite":
+        table = search.SQLITE_FTS_TABLE
+        return messages.filter(
+            pk__in=RawSQL(f"SELECT rowid FROM {table} WHERE {table} MATCH %s", [query.fts5()])
+        )
+    # Any other database: no index, a scan (words anywhere, not only at a start).
+    for term in query.terms:
+        messages = messages.filter(body__icontains=term)
+    return messages

@@ -4,10 +4,11 @@ right to stay open: the receivers hand them to chat.services.access."""
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out, user_login_failed
 from django.contrib.sessions.models import Session
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db import connections
+from django.db.models.signals import post_delete, post_migrate, post_save, pre_save
 from django.dispatch import receiver
 
-from . import auth_throttle, services
+from . import auth_throttle, search, services
 from .models import Membership, Room
 
 
@@ -87,3 +88,11 @@ def close_sockets_of_removed_member(sender, instance, origin=None, **kwargs):
         services.membership_removed(
             room_id=room.pk, user_id=instance.user_id, room_is_private=room.is_private
         )
+
+
+@receiver(post_migrate)
+def keep_search_index(sender, using="default", **kwargs):
+    """A later migration that rebuilds chat_message on SQLite drops the
+    search index's triggers with it: put them back (chat.search)."""
+    if sender.name == "chat":
+        search.ensure_sqlite_index(connections[using], create=False)

@@ -6,6 +6,7 @@ app_name = "chat"
 urlpatterns = [
     path("", views.directory, name="directory"),
     path("rooms/new/", views.create_room, name="create_room"),
+    path("search/", views.search_messages, name="search"),
     path("rooms/<str:slug>/", views.room, name="room"),
     path("rooms/<str:slug>/members/", views.add_member, name="add_member"),
     path("rooms/<str:slug>/people/", views.people, name="people"),

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from . import health, selectors, services, wire
+from . import health, search, selectors, services, throttle, wire
 from .events import Close
 from .forms import AddMemberForm, RoomForm, SignupForm
 from .models import Message
@@ -30,6 +30,42 @@ def signup(request):
 def directory(request):
     rooms = selectors.room_directory(user=request.user, page=request.GET.get("page"))
     return render(request, "chat/directory.html", {"rooms": rooms, "form": RoomForm()})
+
+
+SEARCH_SCOPE = "search"
+
+
+@never_cache
+@login_required
+def search_messages(request):
+    """Messages matching ?q= in the rooms the user may read, newest first;
+    ?before=<message id> is the next page (each page links to it)."""
+    raw = request.GET.get("q", "")
+    room = _room_or_404(request, request.GET["room"]) if request.GET.get("room") else None
+    context = {"q": raw[: search.MAX_QUERY_LENGTH * 2], "results": None, "error": "", "room": room}
+    if "q" not in request.GET:  # the empty form
+        return render(request, "chat/search.html", context)
+    before = request.GET.get("before", "")
+    if before and not (before.isascii() and before.isdigit() and len(before) <= 18):
+        context["error"] = "That page of results does not exist: start the search again."
+        return render(request, "chat/search.html", context, status=400)
+    rate = settings.CHAT_SEARCH_RATE
+    wait = throttle.retry_after(SEARCH_SCOPE, str(request.user.pk), rate)
+    if wait is not None:
+        context["error"] = f"Too many searches: try again {throttle.wait_text(wait)}."
+        response = render(request, "chat/search.html", context, status=429)
+        response["Retry-After"] = str(int(wait) + 1)
+        return response
+    throttle.record(SEARCH_SCOPE, str(request.user.pk), rate)
+    try:
+        context["results"] = selectors.search_messages(
+            user=request.user, query=raw, before=int(before) if before else None, room=room
+        )
+    except search.InvalidQuery as error:
+        context["error"] = str(error)
+        return render(request, "chat/search.html", context, status=400)
+    context["first_page"] = not before
+    return render(request, "chat/search.html", context)
 
 
 @login_required

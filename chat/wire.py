@@ -54,9 +54,18 @@ def messages_frame(message_texts: list[str]) -> str:
     return '{"type":"messages","messages":[' + ",".join(message_texts) + "]}"
 
 
-def history_frame(message_texts: list[str], has_more: bool) -> str:
+def history_frame(message_texts: list[str], has_more: bool, has_newer: bool | None = None) -> str:
+    """has_newer: only in answers to `around` and `after` (newer messages exist)."""
     more = "true" if has_more else "false"
-    return '{"type":"history","messages":[' + ",".join(message_texts) + '],"has_more":' + more + "}"
+    newer = "" if has_newer is None else ',"has_newer":' + ("true" if has_newer else "false")
+    return (
+        '{"type":"history","messages":['
+        + ",".join(message_texts)
+        + '],"has_more":'
+        + more
+        + newer
+        + "}"
+    )
 
 
 def hello_frame(

@@ -322,6 +322,10 @@ CHAT_HISTORY_PAGE = 50
 CHAT_HISTORY_MAX = 100
 # Rooms per page of the directory.
 CHAT_DIRECTORY_PAGE = env_int("CHAT_DIRECTORY_PAGE", 50, minimum=1)
+# Message search (/search/): results per page, and searches per user
+# (`<count>/<seconds>` or `off`, counted in the cache: across workers with Redis).
+CHAT_SEARCH_PAGE = env_int("CHAT_SEARCH_PAGE", 20, minimum=1)
+CHAT_SEARCH_RATE = env_rate("CHAT_SEARCH_RATE", "30/60")
 # Presence entries expire unless refreshed; a worker that dies without running
 # its disconnect handlers drops out within CHAT_PRESENCE_TTL seconds.
 CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 30, minimum=3)

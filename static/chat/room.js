@@ -50,6 +50,8 @@ const composerForm = document.getElementById("composer");
 const input = document.getElementById("message-input");
 const composerError = document.getElementById("composer-error");
 const onlineBox = document.getElementById("online");
+const newerButton = document.getElementById("load-newer");
+const contextNotice = document.getElementById("context-notice");
 
 const moderation = new Moderation(root, { onRemoved: (id) => messages.markRemoved({ id }) });
 const messages = new MessageList(
@@ -96,7 +98,9 @@ let resuming = false; // this socket was opened with ?after=
 let ready = false; // hello and its history are in: sends may go out
 let opened = false; // the first history ever arrived (the placeholder is gone)
 let hasMore = false; // older messages exist before the oldest shown
-let loadingOlder = false;
+// The history request on its way, so its answer is told apart: "older"
+// (before), "around" or "newer" (after); null: none. One at a time.
+let historyWanted = null;
 let lastTypingSent = 0;
 let fanoutDegraded = false; // the server said messages from others may be late
 
@@ -114,6 +118,17 @@ let dividerFrom = readSeq > 0 ? readSeq : null;
 // refuses and we retry; re-sent with the same client_id after a reconnect,
 // the server stores each once.
 const outbox = new Map();
+
+// Opened from a search result (?at=<seq>): that message is shown, with the
+// messages around it, marked and focused.
+const atParam = new URLSearchParams(location.search).get("at") ?? "";
+const target = /^\d{1,18}$/.test(atParam) ? Number(atParam) : null;
+// When the target is older than the latest page, the list shows a stretch
+// of the room around it that does not reach the newest messages: `context`
+// then holds what comes from the server past the stretch (the latest page,
+// live messages), by seq, until the stretch is extended to reach it.
+// newest: the newest seq of the stretch (null until it arrives).
+let context = null;
 let inFlight = null; // the client_id sent on this socket with no answer yet
 let retryTimer = null; // waiting out a rate limit
 let rateLimited = false; // the composer shows the rate limit error
@@ -137,17 +152,20 @@ function handle(frame) {
   switch (frame.type) {
     case "hello":
       ready = false;
-      loadingOlder = false;
+      historyWanted = null; // a request on the old socket is not answered
       fanoutDegraded = false; // a `status` frame follows hello if it still is
       inFlight = null;
       online.set(frame.online);
       break;
-    case "history":
+    case "history": {
       if (!ready) return firstHistory(frame);
-      loadingOlder = false;
+      const wanted = historyWanted;
+      historyWanted = null;
+      if (wanted === "around" || wanted === "newer") return stretch(frame, wanted);
       receive(frame.messages, false);
       setHasMore(frame.has_more);
       break;
+    }
     case "message":
       receive([frame.message], true);
       break;
@@ -177,6 +195,7 @@ function handle(frame) {
       if (frame.user !== me) typing.show(frame.user);
       break;
     case "message.deleted":
+      context?.held.delete(frame.seq);
       messages.markRemoved(frame);
       changed();
       break;
@@ -199,16 +218,30 @@ function handle(frame) {
 }
 
 function firstHistory(frame) {
-  receive(frame.messages, false);
+  const first = frame.messages[0];
+  const reachesTarget = !frame.has_more || (first !== undefined && first.seq <= target);
+  if (!context && target !== null && !opened && !reachesTarget) {
+    context = { held: new Map(), newest: null };
+    contextNotice.hidden = false;
+  }
+  if (context) hold(frame.messages);
+  else receive(frame.messages, false);
   // A resume's has_more speaks of messages before `after`, which we have.
-  if (!resuming) setHasMore(frame.has_more);
+  if (!resuming && !context) setHasMore(frame.has_more);
   ready = true;
   clearTimeout(retryTimer);
   retryTimer = null;
   if (!opened) {
     opened = true;
     loading.hidden = true;
-    showDivider();
+    if (target !== null && !context) showTarget();
+    else showDivider();
+  }
+  // The stretch around the target (again, if the socket closed before it came).
+  if (context?.newest === null && historyWanted === null) {
+    if (connection.send({ type: "history", around: target, limit: HISTORY_PAGE })) {
+      historyWanted = "around";
+    }
   }
   // Whatever the resume did not show as stored goes out again, in order.
   pump();
@@ -218,6 +251,7 @@ function firstHistory(frame) {
 }
 
 function receive(list, live) {
+  if (context && live) return hold(list);
   let unseen = false;
   for (const message of list) {
     if (lastSeq === null || message.seq > lastSeq) lastSeq = message.seq;
@@ -247,6 +281,63 @@ function receive(list, live) {
   }
   placeDivider();
   changed();
+}
+
+// ------------------------------------------------------------ opened at a message
+
+/** Past the stretch shown: kept until the stretch reaches them. */
+function hold(list) {
+  for (const message of list) {
+    if (lastSeq === null || message.seq > lastSeq) lastSeq = message.seq;
+    context.held.set(message.seq, message);
+  }
+}
+
+/** An answer to `around` (the stretch itself) or `after` (its newer side). */
+function stretch(frame, wanted) {
+  receive(frame.messages, false);
+  if (wanted === "around") setHasMore(frame.has_more);
+  // Of the stretch only: your own sends, confirmed meanwhile, sit below it.
+  for (const message of frame.messages) context.newest = Math.max(context.newest ?? 0, message.seq);
+  context.newest ??= wanted === "around" ? target : context.newest;
+  const oldestHeld = Math.min(...context.held.keys());
+  if (!frame.has_newer || (context.newest ?? 0) >= oldestHeld) joinLatest();
+  else newerButton.hidden = false;
+  if (wanted === "around") showTarget();
+  changed();
+}
+
+/** The stretch reaches what was held: one list again, live as usual. */
+function joinLatest() {
+  const held = [...context.held.values()].sort((a, b) => a.seq - b.seq);
+  context = null;
+  newerButton.hidden = true;
+  contextNotice.hidden = true;
+  receive(held, false);
+}
+
+function loadNewer() {
+  if (!context || context.newest === null || historyWanted !== null || !ready) return;
+  if (connection.send({ type: "history", after: context.newest, limit: HISTORY_PAGE })) {
+    historyWanted = "newer";
+  }
+}
+
+newerButton.addEventListener("click", loadNewer);
+
+/** Mark the message opened at, bring it into view and give it the focus. */
+function showTarget() {
+  const item = messages.bySeq.get(target);
+  if (!item || item.classList.contains("removed")) {
+    announcer.say("That message is not there any more.");
+    document.getElementById("target-missing").hidden = false;
+    return;
+  }
+  item.classList.add("search-target");
+  item.setAttribute("aria-current", "true");
+  messages.setCurrent(item);
+  item.scrollIntoView({ block: "center" });
+  item.focus({ preventScroll: true });
 }
 
 function placeDivider() {
@@ -354,7 +445,7 @@ function changed() {
   document.title = unread ? `(${unread}) ${roomName} · Chat` : `${roomName} · Chat`;
   newButton.hidden = unread === 0 || messages.atBottom();
   newButton.textContent = unread === 1 ? "1 new message ↓" : `${unread} new messages ↓`;
-  emptyRoom.hidden = !opened || hasMore || messages.size > 0;
+  emptyRoom.hidden = !opened || hasMore || messages.size > 0 || context !== null;
   roomStart.hidden = !opened || hasMore || messages.size === 0;
 }
 
@@ -385,6 +476,7 @@ newButton.addEventListener("click", () => {
 let scrollFrame = null;
 scroller.addEventListener("scroll", () => {
   if (scroller.scrollTop < 80) loadOlder();
+  if (context && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80) loadNewer();
   scrollFrame ??= requestAnimationFrame(() => {
     scrollFrame = null;
     changed();
@@ -441,6 +533,7 @@ function showState(state, seconds) {
     input.disabled = true;
     composerForm.querySelector("button").disabled = true;
     olderButton.hidden = true;
+    newerButton.hidden = true;
     loading.hidden = true;
   }
 }
@@ -455,8 +548,8 @@ function setHasMore(value) {
 
 function loadOlder() {
   const before = messages.oldestSeq;
-  if (!hasMore || loadingOlder || !ready || before === null) return;
-  loadingOlder = connection.send({ type: "history", before, limit: HISTORY_PAGE });
+  if (!hasMore || historyWanted !== null || !ready || before === null) return;
+  if (connection.send({ type: "history", before, limit: HISTORY_PAGE })) historyWanted = "older";
 }
 
 olderButton.addEventListener("click", loadOlder);
@@ -539,5 +632,5 @@ Object.defineProperty(window, "chat", {
 
 // Entering the room puts you in the composer (not on touch screens, where
 // that would throw the keyboard over the messages).
-if (!matchMedia("(pointer: coarse)").matches) input.focus();
+if (target === null && !matchMedia("(pointer: coarse)").matches) input.focus();
 connection.start();
