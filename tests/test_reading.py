@@ -3,6 +3,8 @@ issue 9 (the browser side is in tests/e2e/test_reading.py)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
@@ -198,7 +200,7 @@ class TestErrorPages:
 
     def test_favicon_is_linked(self, alice):
         page = logged_in(alice).get("/").content.decode()
-        assert 'rel="icon" href="/static/chat/favicon.svg"' in page
+        assert re.search(r'rel="icon" href="/static/chat/favicon\.[0-9a-f]{12}\.svg"', page)
 
 
 async def drain(socket, kind, count):
