@@ -32,6 +32,7 @@ undoes whatever `enter()` got to, however the socket ends.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -84,6 +85,7 @@ class Entry:
     online: list[str]
     last_seq: int
     history: str  # the `history` frame
+    last_change: int = 0  # the highest change number this worker has applied
 
 
 @dataclass
@@ -117,6 +119,11 @@ class RoomHub:
         self.texts: list[str] = []
         self.floor = 0
         self.latest_page: str | None = None  # `history` frame of the latest page
+        # Changes (edits, deletions, reactions): the highest change number
+        # applied, and the change number of each changed message held (in
+        # memory or pending), so that a late, older change loses to a newer.
+        self.last_change = 0
+        self.revs: dict[int, int] = {}
         # Batching.
         self.batch: list[str] | None = None
         self.batch_seq = 0  # the last seq in the batch
@@ -142,6 +149,10 @@ class RoomHub:
             self.hub.forget(self)
             return
         self.cursor = recent.last_seq
+        self.last_change = max(self.last_change, recent.last_change)
+        for seq, text in recent.texts:
+            if '"rev":' in text:  # changed once: a change event older than this loses
+                self.revs.setdefault(seq, json.loads(text).get("rev", 0))
         self.seqs = [seq for seq, _ in recent.texts]
         self.texts = [text for _, text in recent.texts]
         if recent.older_exist:
@@ -272,8 +283,35 @@ class RoomHub:
             self._release_pending()
             self._watch_gap()
 
+    def on_changed(self, event: dict) -> None:
+        """A message changed: the memory and the held messages take its new
+        text, and every socket gets `message.updated` (unless a later change
+        of it was applied here already)."""
+        seq, rev, text = event["seq"], event["rev"], event["text"]
+        self.last_change = max(self.last_change, rev)
+        if rev <= self.revs.get(seq, 0):
+            return  # older than what was applied
+        if seq > self.cursor:
+            if seq in self.pending and self.pending[seq] is None:
+                return  # removed meanwhile
+            # Not delivered here yet: it goes out as it is now when its turn comes.
+            self.revs[seq] = rev
+            self.pending[seq] = text
+            if self.loaded.done():
+                self._release_pending()
+                self._watch_gap()
+            return
+        index = bisect_left(self.seqs, seq)
+        if index < len(self.seqs) and self.seqs[index] == seq:
+            self.texts[index] = text
+            self.revs[seq] = rev
+            self.latest_page = None
+        self.broadcast(wire.updated_frame(text))
+
     def on_deleted(self, event: dict) -> None:
         seq = event["seq"]
+        self.last_change = max(self.last_change, event.get("rev", 0))
+        self.revs.pop(seq, None)
         if seq > self.cursor:
             self.pending[seq] = None  # removed before it got here: never deliver it
         else:
@@ -281,7 +319,10 @@ class RoomHub:
             if index < len(self.seqs) and self.seqs[index] == seq:
                 del self.seqs[index], self.texts[index]
                 self.latest_page = None
-        self.broadcast(wire.frame("message.deleted", id=event["id"], seq=seq))
+        fields = {"by": event.get("by", "moderator")}
+        if event.get("rev"):
+            fields["rev"] = event["rev"]
+        self.broadcast(wire.frame("message.deleted", id=event["id"], seq=seq, **fields))
 
     def on_frame(self, event: dict) -> None:
         self.broadcast(event["text"], skip=event.get("skip"), user_id=event.get("user_id"))
@@ -313,6 +354,7 @@ class RoomHub:
             cut = len(self.seqs) - limit
             self.floor = self.seqs[cut - 1]
             del self.seqs[:cut], self.texts[:cut]
+            self.revs = {s: r for s, r in self.revs.items() if s > self.floor}
         self.latest_page = None
         self._emit(seq, text)
 
@@ -488,7 +530,9 @@ class Seat(RoomReader):
             history = await database_sync_to_async(_history_from_database)(
                 room=room_hub.room, after=after, upto=last_seq
             )
-        return Entry(online=online, last_seq=last_seq, history=history)
+        return Entry(
+            online=online, last_seq=last_seq, history=history, last_change=room_hub.last_change
+        )
 
     def leave(self) -> None:
         """Undo what entering did (idempotent, never awaits: it runs from
@@ -798,6 +842,7 @@ class Hub:
 _ROOM_HANDLERS = {
     "room.message": RoomHub.on_message,
     "room.deleted": RoomHub.on_deleted,
+    "room.changed": RoomHub.on_changed,
     "room.frame": RoomHub.on_frame,
     "room.presence": RoomHub.on_presence,
     "room.close": RoomHub.on_close,
