@@ -180,18 +180,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.seat = self.worker_hub.seat(self, self.room)
         entry = await self.seat.enter(after)
         self.room = self.seat.room_hub.room  # one Room per room in the worker, not per socket
+        follows, changes = self.requested_changes()
+        extras = self.hello_extras()
+        if follows:
+            extras["last_change"] = entry.last_change
         self.writer.write(
             wire.hello_frame(
                 username=self.user.username,
                 room=self.room,
                 online=entry.online,
                 last_seq=entry.last_seq,
-                last_change=entry.last_change,
-                **self.hello_extras(),
+                **extras,
             )
         )
         self.writer.write(entry.history, wire.Outgoing(entry.history, entry.last_seq))
-        changes = self.requested_changes()
         if changes is not None and after_error is None:
             self.writer.write(
                 await database_sync_to_async(_changes_frame)(
@@ -211,14 +213,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         return query.get("after", [None])[-1]
 
-    def requested_changes(self) -> int | None:
-        """`changes`: the last change number the client saw (with `after`);
-        a bad one is ignored (no `changes` frame: reload the page)."""
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+    def requested_changes(self) -> tuple[bool, int | None]:
+        """`changes` in the URL's query: whether the client follows changes
+        (then `hello` has `last_change`), and the last change number it saw
+        (then a `changes` frame follows `history`). Empty: follows, has seen
+        nothing yet; a bad number counts as empty."""
+        query = parse_qs(
+            self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        )
+        if "changes" not in query:
+            return False, None
         try:
-            return parse_after(query.get("changes", [None])[-1])
+            return True, parse_after(query["changes"][-1])
         except FrameError:
-            return None
+            return True, None
 
     def hello_extras(self) -> dict:
         """Fields this transport adds to `hello`."""

@@ -319,9 +319,9 @@ class RoomHub:
             if index < len(self.seqs) and self.seqs[index] == seq:
                 del self.seqs[index], self.texts[index]
                 self.latest_page = None
-        fields = {"by": event.get("by", "moderator")}
-        if event.get("rev"):
-            fields["rev"] = event["rev"]
+        # A moderator's removal is the contract's frame as it is; the
+        # author's own says so.
+        fields = {"by": "author"} if event.get("by") == "author" else {}
         self.broadcast(wire.frame("message.deleted", id=event["id"], seq=seq, **fields))
 
     def on_frame(self, event: dict) -> None:
