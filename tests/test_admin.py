@@ -216,3 +216,32 @@ def test_the_log_list_costs_the_same_few_queries_for_many_entries(
     assert Message.objects.count() == 0
     with django_assert_max_num_queries(12):
         assert console.get("/admin/chat/moderationlog/").status_code == 200
+
+
+def test_the_console_shows_edits_with_the_earlier_texts_and_self_deletions(
+    console, alice, bob, room
+):
+    from chat.services import changes
+
+    edited = post(room, alice, "first draft")
+    changes.store_edit(room=room, user=alice, message_id=edited.pk, body="final text")
+    mine = post(room, bob, "regrettable")
+    changes.store_deletion(room=room, user=bob, message_id=mine.pk)
+    removed = post(room, bob, "spam")
+    services.remove_message(message=removed, actor=alice)
+
+    listing = console.get("/admin/chat/message/").content.decode()
+    assert "final text" in listing and "first draft" not in listing
+    assert f'href="/admin/chat/message/{edited.pk}/change/">edited <time' in listing
+    states = cells(listing, "removed")
+    assert sum("deleted by its author" in cell for cell in states) == 1
+    assert sum(re.search(r">removed<", cell) is not None for cell in states) == 1
+
+    by_author = console.get("/admin/chat/message/?removed=author").content.decode()
+    assert "regrettable" in by_author and "spam" not in by_author
+    only_edited = console.get("/admin/chat/message/?edited=yes").content.decode()
+    assert "final text" in only_edited and "regrettable" not in only_edited
+
+    page = console.get(f"/admin/chat/message/{edited.pk}/change/").content.decode()
+    assert "earlier texts (before each edit)" in page.lower() or "Earlier texts" in page
+    assert "first draft" in page
