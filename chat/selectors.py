@@ -489,7 +489,11 @@ def changes_since(*, room: Room, since: int, upto_seq: int) -> Changes:
             )
         ).order_by("seq")
     )
-    deleted = [{"id": m.pk, "seq": m.seq} for m in changed if m.deleted_at is not None]
+    deleted = [
+        {"id": m.pk, "seq": m.seq, **({"by": "author"} if m.deleted_by_id == m.author_id else {})}
+        for m in changed
+        if m.deleted_at is not None
+    ]
     shown = [m for m in changed if m.deleted_at is None]
     return Changes([text for _, text in _texts(room, shown)], deleted, last_change)
 

@@ -77,6 +77,8 @@ def room(request, slug):
             "last_read_seq": membership.last_read_seq,
             "muted_until": _muted_until(membership),
             "mute_choices": services.mute_choices(),
+            "edit_window": settings.CHAT_EDIT_WINDOW,
+            "reactions": settings.CHAT_REACTIONS,
         },
     )
 

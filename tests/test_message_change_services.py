@@ -202,7 +202,7 @@ def test_changes_since_gives_the_latest_state_of_each_changed_message(room, alic
     changes.store_reaction(room=room, user=bob, message_id=third.pk, emoji=THUMBS, on=True)
     found = selectors.changes_since(room=room, since=1, upto_seq=3)
     assert [json.loads(t)["body"] for t in found.texts] == ["eins", "three"]
-    assert found.deleted == [{"id": second.pk, "seq": 2}]
+    assert found.deleted == [{"id": second.pk, "seq": 2, "by": "author"}]
     assert found.last_change == 4
     assert selectors.changes_since(room=room, since=4, upto_seq=3).texts == []
     # Only up to the seq the client has: later messages come in its history.

@@ -270,7 +270,7 @@ async def test_a_resume_with_changes_gets_what_changed_while_away(connect, alice
     assert changes["type"] == "changes"
     assert [m["body"] for m in changes["messages"]] == ["first, edited", "third"]
     assert changes["messages"][1]["reactions"] == {HEART: ["alice"]}
-    assert changes["deleted"] == [{"id": second["id"], "seq": second["seq"]}]
+    assert changes["deleted"] == [{"id": second["id"], "seq": second["seq"], "by": "author"}]
     assert changes["last_change"] == hello["last_change"] == start + 3
     # Nothing changed since: an empty frame.
     c, _, _ = await connect(bob, room.slug, after=seen, changes=changes["last_change"])
