@@ -2,12 +2,14 @@
 whole ASGI stack, over the WebSocket and the event stream, and across two
 workers (two channel layer instances on Redis)."""
 
+import json
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from chat import events, services, wire
 from chat.models import Membership, Message, MessageEdit, Reaction, Room
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_transports]
@@ -286,3 +288,45 @@ async def test_a_resume_with_changes_gets_what_changed_while_away(connect, alice
 async def test_without_changes_in_the_url_nothing_new_is_sent(connect, alice, room):
     _, hello, _ = await connect(alice, room.slug)
     assert "last_change" not in hello
+
+
+# ---------------------------------------------------------------- the hub's order
+
+
+def change_event(room, message, body, rev):
+    data = json.loads(wire.message_json(message))
+    data.update(body=body, rev=rev, edited="2026-01-01T00:00:00.000Z")
+    text = json.dumps(data)
+    return events.room_changed(room.pk, seq=message.seq, rev=rev, text=text)
+
+
+@pytest.mark.websocket_only
+async def test_a_late_older_change_loses_to_a_newer_one(connect, alice, room):
+    a, _, _ = await connect(alice, room.slug)
+    ack = await post(a, "v0")
+    message = await sync_to_async(Message.objects.select_related("room", "author").get)(
+        pk=ack["id"]
+    )
+    group = events.room_group(room.pk)
+    await events.send(group, change_event(room, message, "v2", rev=2))
+    await events.send(group, change_event(room, message, "v1", rev=1))  # arrives late
+    assert (await a.expect("message.updated"))["message"]["body"] == "v2"
+    await nothing_more(a)
+    _, _, history = await connect(alice, room.slug)  # from the hub's memory
+    assert [m["body"] for m in history["messages"]] == ["v2"]
+
+
+@pytest.mark.websocket_only
+async def test_a_change_that_overtakes_its_message_goes_out_with_it(connect, alice, room):
+    a, _, _ = await connect(alice, room.slug)
+    stored = (
+        await sync_to_async(services.store_message)(
+            room=room, author=alice, body="first", client_id=None
+        )
+    ).message  # not broadcast yet
+    group = events.room_group(room.pk)
+    await events.send(group, change_event(room, stored, "first, edited", rev=1))
+    await events.send(group, events.room_message(room.pk, stored.seq, wire.message_json(stored)))
+    message = (await a.expect("message"))["message"]
+    assert message["body"] == "first, edited" and message["rev"] == 1
+    await nothing_more(a)
