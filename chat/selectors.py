@@ -239,7 +239,7 @@ def attach_reactions(messages: Iterable[Message]) -> None:
     order = {emoji: index for index, emoji in enumerate(settings.CHAT_REACTIONS)}
     for pk, message in changed.items():
         reactions = found[pk]
-        message.reaction_map = {
+        message.reaction_map = {  # type: ignore[attr-defined]
             emoji: reactions[emoji] for emoji in sorted(reactions, key=lambda e: order.get(e, 99))
         }
 

@@ -38,7 +38,7 @@ def message_object(message: Message) -> dict:
         "created": iso_utc(message.created),
         "client_id": message.client_id,
     }
-    if message.reply_to_id is not None:
+    if message.reply_to is not None:
         data["reply_to"] = quote_object(message.reply_to)
     if message.edited_at is not None:
         data["edited"] = iso_utc(message.edited_at)
