@@ -49,6 +49,7 @@ from django.conf import settings
 from . import admission, events, limits, selectors, services, shutdown, wire
 from . import redis as redis_clients
 from .batching import Batcher
+from .frames import MAX_SEQ
 from .models import Room
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,13 @@ class RoomHub:
         # memory or pending), so that a late, older change loses to a newer.
         self.last_change = 0
         self.revs: dict[int, int] = {}
+        # Every change up to change_floor has been applied here (or waits in
+        # pending with its message); changes_seen are those above it. The
+        # change watch reads what a lost broadcast left out.
+        self.change_floor = 0
+        self.changes_seen: set[int] = set()
+        self.change_behind: int | None = None
+        self.fetching_changes = False
         # Batching.
         self.batch: list[str] | None = None
         self.batch_seq = 0  # the last seq in the batch
@@ -150,6 +158,8 @@ class RoomHub:
             return
         self.cursor = recent.last_seq
         self.last_change = max(self.last_change, recent.last_change)
+        self.change_floor = max(self.change_floor, recent.last_change)
+        self._advance_changes()
         for seq, text in recent.texts:
             if '"rev":' in text:  # changed once: a change event older than this loses
                 self.revs.setdefault(seq, json.loads(text).get("rev", 0))
@@ -288,7 +298,7 @@ class RoomHub:
         text, and every socket gets `message.updated` (unless a later change
         of it was applied here already)."""
         seq, rev, text = event["seq"], event["rev"], event["text"]
-        self.last_change = max(self.last_change, rev)
+        self.saw_change(rev)
         if rev <= self.revs.get(seq, 0):
             return  # older than what was applied
         if seq > self.cursor:
@@ -310,7 +320,7 @@ class RoomHub:
 
     def on_deleted(self, event: dict) -> None:
         seq = event["seq"]
-        self.last_change = max(self.last_change, event.get("rev", 0))
+        self.saw_change(event.get("rev", 0))
         self.revs.pop(seq, None)
         if seq > self.cursor:
             self.pending[seq] = None  # removed before it got here: never deliver it
@@ -323,6 +333,61 @@ class RoomHub:
         # author's own says so.
         fields = {"by": "author"} if event.get("by") == "author" else {}
         self.broadcast(wire.frame("message.deleted", id=event["id"], seq=seq, **fields))
+
+    # -------------------------------------------------------- the change watch
+
+    def saw_change(self, rev: int) -> None:
+        self.last_change = max(self.last_change, rev)
+        if rev > self.change_floor:
+            self.changes_seen.add(rev)
+            self._advance_changes()
+
+    def _advance_changes(self) -> None:
+        while self.change_floor + 1 in self.changes_seen:
+            self.change_floor += 1
+        self.changes_seen = {rev for rev in self.changes_seen if rev > self.change_floor}
+
+    def check_last_change(self, last_change: int) -> None:
+        """As check_last_seq, for changes: when the room's change counter
+        stays ahead of what reached this worker for two looks in a row (a
+        lost broadcast), the changes after the floor are read from the
+        database and applied, once for all local sockets."""
+        if last_change <= self.change_floor:
+            self.change_behind = None
+        elif self.change_behind is None:
+            self.change_behind = last_change
+        else:
+            self.change_behind = last_change
+            if not self.fetching_changes:
+                self.fetching_changes = True
+                self.hub.spawn(self._fetch_changes())
+
+    async def _fetch_changes(self) -> None:
+        try:
+            found = await database_sync_to_async(selectors.changes_since)(
+                room=self.room, since=self.change_floor, upto_seq=MAX_SEQ
+            )
+        except Exception:
+            logger.exception("room %s: could not read changes", self.room_id)
+            return
+        finally:
+            self.fetching_changes = False
+        for text in found.texts:
+            data = json.loads(text)
+            self.on_changed(
+                {"seq": data["seq"], "rev": data.get("rev", 0), "text": text, "room": self.room_id}
+            )
+        for gone in found.deleted:
+            seq = gone["seq"]
+            if self.floor < seq <= self.cursor and not self._shown(seq):
+                continue  # memory covers it and it is gone here already: told before
+            self.on_deleted({**gone, "room": self.room_id})
+        self.change_floor = max(self.change_floor, found.last_change)
+        self._advance_changes()
+
+    def _shown(self, seq: int) -> bool:
+        index = bisect_left(self.seqs, seq)
+        return index < len(self.seqs) and self.seqs[index] == seq
 
     def on_frame(self, event: dict) -> None:
         self.broadcast(event["text"], skip=event.get("skip"), user_id=event.get("user_id"))
@@ -531,7 +596,7 @@ class Seat(RoomReader):
                 room=room_hub.room, after=after, upto=last_seq
             )
         return Entry(
-            online=online, last_seq=last_seq, history=history, last_change=room_hub.last_change
+            online=online, last_seq=last_seq, history=history, last_change=room_hub.change_floor
         )
 
     def leave(self) -> None:
@@ -823,12 +888,14 @@ class Hub:
         loaded = [r for r in self.rooms.values() if r.loaded.done() and not r.loaded.exception()]
         if not loaded:
             return
-        last_seqs = await database_sync_to_async(selectors.last_seqs)(
+        counters = await database_sync_to_async(selectors.room_counters)(
             room_ids=[r.room_id for r in loaded]
         )
         for room_hub in loaded:
-            if room_hub.room_id in last_seqs:
-                room_hub.check_last_seq(last_seqs[room_hub.room_id])
+            if room_hub.room_id in counters:
+                last_seq, last_change = counters[room_hub.room_id]
+                room_hub.check_last_seq(last_seq)
+                room_hub.check_last_change(last_change)
 
     async def stop(self) -> None:
         for room_hub in self.rooms.values():

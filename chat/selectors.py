@@ -193,6 +193,12 @@ def last_seqs(*, room_ids: list[int]) -> dict[int, int]:
     return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq"))
 
 
+def room_counters(*, room_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{room id: (last seq, last change)} for several rooms in one query."""
+    rows = Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq", "last_change")
+    return {pk: (seq, change) for pk, seq, change in rows}
+
+
 def membership_of(*, room: Room, user: User) -> Membership | None:
     return Membership.objects.filter(room=room, user=user).first()
 

@@ -330,3 +330,29 @@ async def test_a_change_that_overtakes_its_message_goes_out_with_it(connect, ali
     message = (await a.expect("message"))["message"]
     assert message["body"] == "first, edited" and message["rev"] == 1
     await nothing_more(a)
+
+
+@pytest.mark.websocket_only
+async def test_a_change_whose_broadcast_was_lost_arrives_through_the_watch(
+    connect, alice, bob, room, settings
+):
+    from chat.services import changes
+
+    settings.CHAT_SEQ_WATCH = 0.05
+    a, hello, _ = await connect(alice, room.slug, changes="")
+    assert hello["last_change"] == 0
+    ack = await post(a, "draft")
+    # Stored, never broadcast (as if Redis had been away):
+    await sync_to_async(changes.store_edit)(
+        room=room, user=alice, message_id=ack["id"], body="final"
+    )
+    await sync_to_async(changes.store_reaction)(
+        room=room, user=bob, message_id=ack["id"], emoji=THUMBS, on=True
+    )
+    updated = await a.expect("message.updated", timeout=5)
+    assert updated["message"]["body"] == "final"
+    assert updated["message"]["reactions"] == {THUMBS: ["bob"]}
+    await nothing_more(a)  # once, not on every look
+    # A socket opening now starts from the caught-up change number.
+    _, hello, history = await connect(bob, room.slug, changes="")
+    assert hello["last_change"] == 2 and history["messages"][0]["body"] == "final"
