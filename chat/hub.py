@@ -21,7 +21,10 @@ per worker, not once per socket:
   entries are refreshed on one heartbeat.
 - Every few seconds one query reads the last seq of every local room: a room
   whose last message never reached this worker (stored while Redis was away)
-  is caught up without waiting for the next message.
+  is caught up without waiting for the next message. The same query reads
+  each room's change counter: edits, deletions and reactions whose broadcast
+  was lost are read from the database and sent on too. A change older than
+  one applied already (changes made on different workers can cross) loses.
 
 A socket (a `Listener`) takes a `Seat` in a room: `enter()` registers it and
 returns what its `hello` and `history` need, atomically with the cursor, so
