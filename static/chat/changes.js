@@ -43,10 +43,12 @@ export class MessageActions {
       this.reactButton(item, user),
     );
     if (user === this.me) {
-      actions.append(
-        button("Edit", "Edit your message", () => this.edit(item)),
-        button("Delete", "Delete your message", () => this.remove(item)),
-      );
+      // Edit while the server's window is open (as the page saw it drawn).
+      const age = message.created ? Date.now() - Date.parse(message.created) : 0;
+      if (!this.editWindowMs || age < this.editWindowMs) {
+        actions.append(button("Edit", "Edit your message", () => this.edit(item)));
+      }
+      actions.append(button("Delete", "Delete your message", () => this.remove(item)));
     }
     item.querySelector(".meta").append(actions);
   };
