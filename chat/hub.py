@@ -165,7 +165,8 @@ class RoomHub:
         self._advance_changes()
         for seq, text in recent.texts:
             if '"rev":' in text:  # changed once: a change event older than this loses
-                self.revs.setdefault(seq, json.loads(text).get("rev", 0))
+                rev = json.loads(text).get("rev", 0)
+                self.revs[seq] = max(self.revs.get(seq, 0), rev)
         self.seqs = [seq for seq, _ in recent.texts]
         self.texts = [text for _, text in recent.texts]
         if recent.older_exist:
