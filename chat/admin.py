@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -25,7 +25,7 @@ from django.utils.text import Truncator
 
 from . import selectors, services, text
 from .forms import AdminAddUserForm, AdminChangeUserForm
-from .models import Membership, Message, ModerationLog, Report, Room
+from .models import Membership, Message, MessageEdit, ModerationLog, Report, Room
 
 User = get_user_model()
 
@@ -390,21 +390,73 @@ class RemovedFilter(admin.SimpleListFilter):
     parameter_name = "removed"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Removed"), ("no", "Visible")]
+        return [
+            ("yes", "Removed"),
+            ("author", "Deleted by its author"),
+            ("moderator", "Removed by a moderator"),
+            ("no", "Visible"),
+        ]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
             return queryset.filter(deleted_at__isnull=False)
+        if self.value() == "author":
+            return queryset.filter(deleted_at__isnull=False, deleted_by=F("author"))
+        if self.value() == "moderator":
+            return queryset.filter(deleted_at__isnull=False).exclude(deleted_by=F("author"))
         if self.value() == "no":
             return queryset.filter(deleted_at__isnull=True)
         return queryset
 
 
+class EditedFilter(admin.SimpleListFilter):
+    title = "edited"
+    parameter_name = "edited"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Edited"), ("no", "Never edited")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(edited_at__isnull=self.value() == "no")
+        return queryset
+
+
+class MessageEditInline(admin.TabularInline):
+    """Every earlier text of a message, newest first: only moderators see them."""
+
+    model = MessageEdit
+    verbose_name = "earlier text"
+    verbose_name_plural = "earlier texts (before each edit)"
+    fields = ["created", "body"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["seq", "room_link", "author_link", "short_body", "created", "removed"]
+    list_display = [
+        "seq",
+        "room_link",
+        "author_link",
+        "short_body",
+        "created",
+        "edited",
+        "removed",
+    ]
     list_display_links = ["seq", "short_body"]
-    list_filter = [RemovedFilter, "room", "created", ("author", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [
+        RemovedFilter,
+        EditedFilter,
+        "room",
+        "created",
+        ("author", admin.RelatedOnlyFieldListFilter),
+    ]
+    inlines = [MessageEditInline]
     search_fields = ["body", "author__username", "room__slug"]
     list_select_related = ["room", "author"]
     date_hierarchy = "created"
@@ -414,6 +466,8 @@ class MessageAdmin(admin.ModelAdmin):
         "seq",
         "created",
         "body",
+        "edited_at",
+        "reply_to",
         "client_id",
         "deleted_at",
         "deleted_by",
@@ -443,7 +497,21 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="removed", ordering="deleted_at")
     def removed(self, message):
-        return text_badge("removed" if message.deleted_at else "", "state state-bad")
+        if message.deleted_at is None:
+            return text_badge("", "state state-bad")
+        if message.deleted_by_id == message.author_id:
+            return text_badge("deleted by its author", "state state-bad")
+        return text_badge("removed", "state state-bad")
+
+    @admin.display(description="edited", ordering="edited_at")
+    def edited(self, message):
+        if message.edited_at is None:
+            return ""
+        return format_html(
+            '<a href="{}">edited {}</a>',
+            reverse("admin:chat_message_change", args=[message.pk]),
+            local_time(message.edited_at),
+        )
 
     @admin.display(description="in context")
     def context(self, message):

@@ -16,13 +16,26 @@ import secrets
 import time
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import hub, limits, selectors, services, sockets, wire
 from .events import Close
-from .frames import FrameError, HistoryRequest, Ping, Read, SendMessage, Typing, parse_after
+from .frames import (
+    WRITES,
+    DeleteMessage,
+    EditMessage,
+    FrameError,
+    HistoryRequest,
+    Ping,
+    React,
+    Read,
+    SendMessage,
+    Typing,
+    parse_after,
+)
 from .frames import parse_client_frame as parse_frame
 
 # Connection ids name a socket across workers (presence announcements skip
@@ -167,16 +180,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.seat = self.worker_hub.seat(self, self.room)
         entry = await self.seat.enter(after)
         self.room = self.seat.room_hub.room  # one Room per room in the worker, not per socket
+        follows, changes = self.requested_changes()
+        extras = self.hello_extras()
+        if follows:
+            extras["last_change"] = entry.last_change
         self.writer.write(
             wire.hello_frame(
                 username=self.user.username,
                 room=self.room,
                 online=entry.online,
                 last_seq=entry.last_seq,
-                **self.hello_extras(),
+                **extras,
             )
         )
         self.writer.write(entry.history, wire.Outgoing(entry.history, entry.last_seq))
+        if changes is not None and after_error is None:
+            self.writer.write(
+                await database_sync_to_async(_changes_frame)(
+                    room=self.room, since=changes, upto_seq=entry.last_seq
+                )
+            )
         if after_error:
             self.writer.write(wire.error_frame(after_error.code, after_error.detail))
         if self.worker_hub.fanout_degraded:
@@ -189,6 +212,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """The raw `after` the client resumes from (the URL's query)."""
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         return query.get("after", [None])[-1]
+
+    def requested_changes(self) -> tuple[bool, int | None]:
+        """`changes` in the URL's query: whether the client follows changes
+        (then `hello` has `last_change`), and the last change number it saw
+        (then a `changes` frame follows `history`). Empty: follows, has seen
+        nothing yet; a bad number counts as empty."""
+        query = parse_qs(
+            self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        )
+        if "changes" not in query:
+            return False, None
+        try:
+            return True, parse_after(query["changes"][-1])
+        except FrameError:
+            return True, None
 
     def hello_extras(self) -> dict:
         """Fields this transport adds to `hello`."""
@@ -224,7 +262,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             frame = error
         # Every frame but a message counts against the user's frame budget
         # (a message against the message rate limit, in post_message).
-        if not isinstance(frame, SendMessage) and not await self._spend_frame_budget():
+        if not isinstance(frame, WRITES) and not await self._spend_frame_budget():
             return
         if frame is None:
             return self._error("bad_request", "binary frames are not accepted; send JSON text")
@@ -251,17 +289,59 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.write(wire.PONG)
         elif isinstance(frame, Read):
             await self._read(frame)
+        elif isinstance(frame, EditMessage | DeleteMessage | React):
+            await self._change(frame)
 
     async def _send_message(self, frame: SendMessage):
         try:
             posted = await services.post_message(
-                room=self.room, author=self.user, body=frame.body, client_id=frame.client_id
+                room=self.room,
+                author=self.user,
+                body=frame.body,
+                client_id=frame.client_id,
+                reply_to=frame.reply_to,
             )
         except services.ServiceError as error:
             return self._refused(error)
         message = posted.message
         ack = wire.ack_frame(client_id=message.client_id, message_id=message.id, seq=message.seq)
         self.write(ack)
+
+    async def _change(self, frame: EditMessage | DeleteMessage | React):
+        """Edit, delete or react: answered with an `ack` naming the frame
+        (`of`); everyone in the room, this socket too, gets the change."""
+        try:
+            if isinstance(frame, EditMessage):
+                kind = "message.edit"
+                message = await services.edit_message(
+                    room=self.room, user=self.user, message_id=frame.id, body=frame.body
+                )
+            elif isinstance(frame, DeleteMessage):
+                kind = "message.delete"
+                message = await services.delete_message(
+                    room=self.room, user=self.user, message_id=frame.id
+                )
+            else:
+                kind = "reaction"
+                message = await services.react(
+                    room=self.room,
+                    user=self.user,
+                    message_id=frame.id,
+                    emoji=frame.emoji,
+                    on=frame.on,
+                )
+        except services.ServiceError as error:
+            if error.close_code is not None:
+                return self.close(error.close_code)
+            fields = {**error.fields, "id": frame.id}
+            if frame.client_id is not None:
+                fields["client_id"] = frame.client_id
+            return self._error(error.code, error.detail, **fields)
+        self.write(
+            wire.ack_frame(
+                client_id=frame.client_id, message_id=message.id, seq=message.seq, of=kind
+            )
+        )
 
     async def _typing(self):
         now = time.monotonic()
@@ -340,6 +420,11 @@ class NoRouteConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         await self.accept()
         await AsyncWebsocketConsumer.close(self, code=Close.NO_ROUTE)
+
+
+def _changes_frame(*, room, since: int, upto_seq: int) -> str:
+    changes = selectors.changes_since(room=room, since=since, upto_seq=upto_seq)
+    return wire.changes_frame(changes.texts, changes.deleted, changes.last_change)
 
 
 def _too_large(raw) -> bool:

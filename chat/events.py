@@ -73,9 +73,25 @@ def room_presence(room_id: int, kind: str, username: str, skip: str | None = Non
     return {"type": "room.presence", "room": room_id, "kind": kind, "user": username, "skip": skip}
 
 
-def room_deleted(room_id: int, *, message_id: int, seq: int) -> dict:
-    """A message was removed: gone from history, and sockets are told."""
-    return {"type": "room.deleted", "room": room_id, "id": message_id, "seq": seq}
+def room_deleted(
+    room_id: int, *, message_id: int, seq: int, rev: int = 0, by: str = "moderator"
+) -> dict:
+    """A message was removed (`by` its author or a moderator): gone from
+    history, and sockets are told. `rev`: the room's change number for it."""
+    return {
+        "type": "room.deleted",
+        "room": room_id,
+        "id": message_id,
+        "seq": seq,
+        "rev": rev,
+        "by": by,
+    }
+
+
+def room_changed(room_id: int, *, seq: int, rev: int, text: str) -> dict:
+    """A stored message changed (edited, reacted to): `text` is its JSON as
+    it is now, `rev` its change number (a later one wins)."""
+    return {"type": "room.changed", "room": room_id, "seq": seq, "rev": rev, "text": text}
 
 
 def room_close(room_id: int, *, code: int, user_id: int | None = None) -> dict:

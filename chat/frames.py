@@ -14,7 +14,16 @@ from django.conf import settings
 
 from . import text
 
-CLIENT_TYPES = ("message.send", "typing", "history", "ping", "read")
+CLIENT_TYPES = (
+    "message.send",
+    "typing",
+    "history",
+    "ping",
+    "read",
+    "message.edit",
+    "message.delete",
+    "reaction",
+)
 # seq values are stored in a signed 64-bit column.
 MAX_SEQ = 2**63 - 1
 
@@ -30,6 +39,38 @@ class FrameError(Exception):
 class SendMessage:
     body: str
     client_id: str | None
+    reply_to: int | None = None
+
+
+@dataclass(frozen=True)
+class EditMessage:
+    """Replace the text of one's own message (an extension)."""
+
+    id: int
+    body: str
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class DeleteMessage:
+    """Remove one's own message (an extension)."""
+
+    id: int
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class React:
+    """Add (`on`) or take back one's emoji on a message (an extension)."""
+
+    id: int
+    emoji: str
+    on: bool
+    client_id: str | None
+
+
+# Writes: counted against the message rate limit, not the frame budget.
+WRITES = (SendMessage, EditMessage, DeleteMessage, React)
 
 
 @dataclass(frozen=True)
@@ -66,7 +107,9 @@ class Read:
     seq: int
 
 
-ClientFrame = SendMessage | Typing | HistoryRequest | Ping | Read
+ClientFrame = (
+    SendMessage | Typing | HistoryRequest | Ping | Read | EditMessage | DeleteMessage | React
+)
 
 
 def bad(detail: str) -> FrameError:
@@ -106,13 +149,47 @@ def parse_client_frame(text: str) -> ClientFrame:
         return Ping()
     if kind == "read":
         return _parse_read(data)
+    if kind == "message.edit":
+        return EditMessage(
+            id=_message_id(data, kind), body=_body(data, kind), client_id=_client_id(data)
+        )
+    if kind == "message.delete":
+        return DeleteMessage(id=_message_id(data, kind), client_id=_client_id(data))
+    if kind == "reaction":
+        return _parse_reaction(data)
     raise bad(f"unknown frame type {kind[:64]!r}; expected one of {', '.join(CLIENT_TYPES)}")
 
 
 def _parse_send(data: dict) -> SendMessage:
+    body = _body(data, "message.send")
+    client_id = _client_id(data)
+    reply_to = data.get("reply_to")
+    if reply_to is not None:
+        reply_to = _message_id(data, "message.send", field="reply_to")
+    return SendMessage(body=body, client_id=client_id, reply_to=reply_to)
+
+
+def _message_id(data: dict, kind: str, field: str = "id") -> int:
+    value = data.get(field)
+    if not (_is_int(value) and 1 <= value <= MAX_SEQ):
+        raise bad(f"{kind} needs a message id (a whole number) in '{field}'")
+    return value
+
+
+def _parse_reaction(data: dict) -> React:
+    emoji = data.get("emoji")
+    if not isinstance(emoji, str) or emoji not in settings.CHAT_REACTIONS:
+        raise bad(f"reaction 'emoji' must be one of {' '.join(settings.CHAT_REACTIONS)}")
+    on = data.get("on", True)
+    if not isinstance(on, bool):
+        raise bad("reaction 'on' must be true (add) or false (take back)")
+    return React(id=_message_id(data, "reaction"), emoji=emoji, on=on, client_id=_client_id(data))
+
+
+def _body(data: dict, kind: str) -> str:
     body = data.get("body")
     if not isinstance(body, str):
-        raise bad("message.send needs a string 'body'")
+        raise bad(f"{kind} needs a string 'body'")
     if text.is_blank(body):  # also zero-width or other invisible characters only
         raise bad("body must not be empty")
     _check_text(body, "body")
@@ -121,12 +198,16 @@ def _parse_send(data: dict) -> SendMessage:
     limit = settings.CHAT_MAX_MESSAGE_LENGTH
     if len(body) > limit:
         raise FrameError("too_long", f"body is {len(body)} characters; the limit is {limit}")
+    return body
+
+
+def _client_id(data: dict) -> str | None:
     client_id = data.get("client_id")
     if client_id is not None:
         if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
             raise bad("client_id must be a string of 1 to 64 characters")
         _check_text(client_id, "client_id")
-    return SendMessage(body=body, client_id=client_id)
+    return client_id
 
 
 def _parse_history(data: dict) -> HistoryRequest:

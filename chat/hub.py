@@ -21,7 +21,10 @@ per worker, not once per socket:
   entries are refreshed on one heartbeat.
 - Every few seconds one query reads the last seq of every local room: a room
   whose last message never reached this worker (stored while Redis was away)
-  is caught up without waiting for the next message.
+  is caught up without waiting for the next message. The same query reads
+  each room's change counter: edits, deletions and reactions whose broadcast
+  was lost are read from the database and sent on too. A change older than
+  one applied already (changes made on different workers can cross) loses.
 
 A socket (a `Listener`) takes a `Seat` in a room: `enter()` registers it and
 returns what its `hello` and `history` need, atomically with the cursor, so
@@ -32,6 +35,7 @@ undoes whatever `enter()` got to, however the socket ends.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -48,6 +52,7 @@ from django.conf import settings
 from . import admission, events, limits, selectors, services, shutdown, wire
 from . import redis as redis_clients
 from .batching import Batcher
+from .frames import MAX_SEQ
 from .models import Room
 
 logger = logging.getLogger(__name__)
@@ -84,6 +89,7 @@ class Entry:
     online: list[str]
     last_seq: int
     history: str  # the `history` frame
+    last_change: int = 0  # the highest change number this worker has applied
 
 
 @dataclass
@@ -117,6 +123,18 @@ class RoomHub:
         self.texts: list[str] = []
         self.floor = 0
         self.latest_page: str | None = None  # `history` frame of the latest page
+        # Changes (edits, deletions, reactions): the highest change number
+        # applied, and the change number of each changed message held (in
+        # memory or pending), so that a late, older change loses to a newer.
+        self.last_change = 0
+        self.revs: dict[int, int] = {}
+        # Every change up to change_floor has been applied here (or waits in
+        # pending with its message); changes_seen are those above it. The
+        # change watch reads what a lost broadcast left out.
+        self.change_floor = 0
+        self.changes_seen: set[int] = set()
+        self.change_behind: int | None = None
+        self.fetching_changes = False
         # Batching.
         self.batch: list[str] | None = None
         self.batch_seq = 0  # the last seq in the batch
@@ -142,6 +160,13 @@ class RoomHub:
             self.hub.forget(self)
             return
         self.cursor = recent.last_seq
+        self.last_change = max(self.last_change, recent.last_change)
+        self.change_floor = max(self.change_floor, recent.last_change)
+        self._advance_changes()
+        for seq, text in recent.texts:
+            if '"rev":' in text:  # changed once: a change event older than this loses
+                rev = json.loads(text).get("rev", 0)
+                self.revs[seq] = max(self.revs.get(seq, 0), rev)
         self.seqs = [seq for seq, _ in recent.texts]
         self.texts = [text for _, text in recent.texts]
         if recent.older_exist:
@@ -272,8 +297,35 @@ class RoomHub:
             self._release_pending()
             self._watch_gap()
 
+    def on_changed(self, event: dict) -> None:
+        """A message changed: the memory and the held messages take its new
+        text, and every socket gets `message.updated` (unless a later change
+        of it was applied here already)."""
+        seq, rev, text = event["seq"], event["rev"], event["text"]
+        self.saw_change(rev)
+        if rev <= self.revs.get(seq, 0):
+            return  # older than what was applied
+        if seq > self.cursor:
+            if seq in self.pending and self.pending[seq] is None:
+                return  # removed meanwhile
+            # Not delivered here yet: it goes out as it is now when its turn comes.
+            self.revs[seq] = rev
+            self.pending[seq] = text
+            if self.loaded.done():
+                self._release_pending()
+                self._watch_gap()
+            return
+        index = bisect_left(self.seqs, seq)
+        if index < len(self.seqs) and self.seqs[index] == seq:
+            self.texts[index] = text
+            self.revs[seq] = rev
+            self.latest_page = None
+        self.broadcast(wire.updated_frame(text))
+
     def on_deleted(self, event: dict) -> None:
         seq = event["seq"]
+        self.saw_change(event.get("rev", 0))
+        self.revs.pop(seq, None)
         if seq > self.cursor:
             self.pending[seq] = None  # removed before it got here: never deliver it
         else:
@@ -281,7 +333,65 @@ class RoomHub:
             if index < len(self.seqs) and self.seqs[index] == seq:
                 del self.seqs[index], self.texts[index]
                 self.latest_page = None
-        self.broadcast(wire.frame("message.deleted", id=event["id"], seq=seq))
+        # A moderator's removal is the contract's frame as it is; the
+        # author's own says so.
+        fields = {"by": "author"} if event.get("by") == "author" else {}
+        self.broadcast(wire.frame("message.deleted", id=event["id"], seq=seq, **fields))
+
+    # -------------------------------------------------------- the change watch
+
+    def saw_change(self, rev: int) -> None:
+        self.last_change = max(self.last_change, rev)
+        if rev > self.change_floor:
+            self.changes_seen.add(rev)
+            self._advance_changes()
+
+    def _advance_changes(self) -> None:
+        while self.change_floor + 1 in self.changes_seen:
+            self.change_floor += 1
+        self.changes_seen = {rev for rev in self.changes_seen if rev > self.change_floor}
+
+    def check_last_change(self, last_change: int) -> None:
+        """As check_last_seq, for changes: when the room's change counter
+        stays ahead of what reached this worker for two looks in a row (a
+        lost broadcast), the changes after the floor are read from the
+        database and applied, once for all local sockets."""
+        if last_change <= self.change_floor:
+            self.change_behind = None
+        elif self.change_behind is None:
+            self.change_behind = last_change
+        else:
+            self.change_behind = last_change
+            if not self.fetching_changes:
+                self.fetching_changes = True
+                self.hub.spawn(self._fetch_changes())
+
+    async def _fetch_changes(self) -> None:
+        try:
+            found = await database_sync_to_async(selectors.changes_since)(
+                room=self.room, since=self.change_floor, upto_seq=MAX_SEQ
+            )
+        except Exception:
+            logger.exception("room %s: could not read changes", self.room_id)
+            return
+        finally:
+            self.fetching_changes = False
+        for text in found.texts:
+            data = json.loads(text)
+            self.on_changed(
+                {"seq": data["seq"], "rev": data.get("rev", 0), "text": text, "room": self.room_id}
+            )
+        for gone in found.deleted:
+            seq = gone["seq"]
+            if self.floor < seq <= self.cursor and not self._shown(seq):
+                continue  # memory covers it and it is gone here already: told before
+            self.on_deleted({**gone, "room": self.room_id})
+        self.change_floor = max(self.change_floor, found.last_change)
+        self._advance_changes()
+
+    def _shown(self, seq: int) -> bool:
+        index = bisect_left(self.seqs, seq)
+        return index < len(self.seqs) and self.seqs[index] == seq
 
     def on_frame(self, event: dict) -> None:
         self.broadcast(event["text"], skip=event.get("skip"), user_id=event.get("user_id"))
@@ -313,6 +423,7 @@ class RoomHub:
             cut = len(self.seqs) - limit
             self.floor = self.seqs[cut - 1]
             del self.seqs[:cut], self.texts[:cut]
+            self.revs = {s: r for s, r in self.revs.items() if s > self.floor}
         self.latest_page = None
         self._emit(seq, text)
 
@@ -495,7 +606,9 @@ class Seat(RoomReader):
             history = await database_sync_to_async(_history_from_database)(
                 room=room_hub.room, after=after, upto=last_seq
             )
-        return Entry(online=online, last_seq=last_seq, history=history)
+        return Entry(
+            online=online, last_seq=last_seq, history=history, last_change=room_hub.change_floor
+        )
 
     def leave(self) -> None:
         """Undo what entering did (idempotent, never awaits: it runs from
@@ -786,12 +899,14 @@ class Hub:
         loaded = [r for r in self.rooms.values() if r.loaded.done() and not r.loaded.exception()]
         if not loaded:
             return
-        last_seqs = await database_sync_to_async(selectors.last_seqs)(
+        counters = await database_sync_to_async(selectors.room_counters)(
             room_ids=[r.room_id for r in loaded]
         )
         for room_hub in loaded:
-            if room_hub.room_id in last_seqs:
-                room_hub.check_last_seq(last_seqs[room_hub.room_id])
+            if room_hub.room_id in counters:
+                last_seq, last_change = counters[room_hub.room_id]
+                room_hub.check_last_seq(last_seq)
+                room_hub.check_last_change(last_change)
 
     async def stop(self) -> None:
         for room_hub in self.rooms.values():
@@ -805,6 +920,7 @@ class Hub:
 _ROOM_HANDLERS = {
     "room.message": RoomHub.on_message,
     "room.deleted": RoomHub.on_deleted,
+    "room.changed": RoomHub.on_changed,
     "room.frame": RoomHub.on_frame,
     "room.presence": RoomHub.on_presence,
     "room.close": RoomHub.on_close,

@@ -32,6 +32,10 @@ class Room(models.Model):
     is_locked = models.BooleanField(
         "locked", default=False, help_text="Read-only: nobody can send messages."
     )
+    # The room's change counter: every edit, deletion and reaction takes the
+    # next value (Message.rev), so a client that resumes can ask for the
+    # changes after the last one it saw.
+    last_change = models.BigIntegerField(default=0, editable=False)
 
     objects = RoomQuerySet.as_manager()
 
@@ -118,11 +122,20 @@ class Message(models.Model):
         blank=True,
         related_name="+",
     )
+    # A reply quotes another message of the same room.
+    reply_to = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replies"
+    )
+    edited_at = models.DateTimeField(null=True, blank=True)
+    # The room's change counter (Room.last_change) at the message's last edit,
+    # deletion or reaction; 0 for a message never changed.
+    rev = models.BigIntegerField(default=0, editable=False)
 
     objects = MessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["room", "seq"]
+        indexes = [models.Index(fields=["room", "rev"], name="message_room_rev")]
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="one_message_per_seq"),
             # A retried send (same client_id) is caught here, not by a lookup
@@ -134,6 +147,42 @@ class Message(models.Model):
 
     def __str__(self):
         return f"#{self.seq} in {self.room} by {self.author}"
+
+
+class MessageEdit(models.Model):
+    """The text a message had before an edit, kept for moderators (the
+    history shows only the latest text)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="edits")
+    body = models.TextField("text before the edit")
+    editor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created = models.DateTimeField("edited", auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self):
+        return f"Edit of {self.message}"
+
+
+class Reaction(models.Model):
+    """One user's emoji on a message (one of settings.CHAT_REACTIONS)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    emoji = models.CharField(max_length=16)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user", "emoji"], name="one_reaction_each"),
+        ]
+
+    def __str__(self):
+        return f"{self.emoji} by {self.user} on {self.message}"
 
 
 class Report(models.Model):

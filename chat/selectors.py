@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import presence, search, wire
-from .models import Membership, Message, Room
+from .models import Membership, Message, Reaction, Room
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -194,6 +194,12 @@ def last_seqs(*, room_ids: list[int]) -> dict[int, int]:
     return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq"))
 
 
+def room_counters(*, room_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{room id: (last seq, last change)} for several rooms in one query."""
+    rows = Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq", "last_change")
+    return {pk: (seq, change) for pk, seq, change in rows}
+
+
 def membership_of(*, room: Room, user: User) -> Membership | None:
     return Membership.objects.filter(room=room, user=user).first()
 
@@ -219,7 +225,30 @@ def member_names(*, room: Room, prefix: str = "", limit: int = 10) -> list[str]:
 
 
 def _with_authors(queryset: QuerySet[Message]) -> QuerySet[Message]:
-    return queryset.select_related("author", "room")
+    return queryset.select_related("author", "room", "reply_to__author")
+
+
+def attach_reactions(messages: Iterable[Message]) -> None:
+    """Set each message's `reaction_map` ({emoji: [usernames]}, in the order
+    of settings.CHAT_REACTIONS, people in the order they reacted), one query
+    for all. Only a message with a `rev` can have reactions."""
+    changed = {message.pk: message for message in messages if message.rev}
+    if not changed:
+        return
+    found: dict[int, dict[str, list[str]]] = {pk: {} for pk in changed}
+    rows = (
+        Reaction.objects.filter(message_id__in=list(changed))
+        .order_by("id")
+        .values_list("message_id", "emoji", "user__username")
+    )
+    for message_id, emoji, username in rows:
+        found[message_id].setdefault(emoji, []).append(username)
+    order = {emoji: index for index, emoji in enumerate(settings.CHAT_REACTIONS)}
+    for pk, message in changed.items():
+        reactions = found[pk]
+        message.reaction_map = {  # type: ignore[attr-defined]
+            emoji: reactions[emoji] for emoji in sorted(reactions, key=lambda e: order.get(e, 99))
+        }
 
 
 def latest_messages(*, room: Room, limit: int | None = None) -> HistoryPage:
@@ -411,6 +440,8 @@ def member_states(
 
 def _texts(room: Room, messages: Iterable[Message]) -> list[tuple[int, str]]:
     out = []
+    messages = list(messages)
+    attach_reactions(messages)
     for message in messages:
         message.room = room  # known already: no join, no query per message
         out.append((message.seq, wire.message_json(message)))
@@ -420,6 +451,7 @@ def _texts(room: Room, messages: Iterable[Message]) -> list[tuple[int, str]]:
 @dataclass
 class RecentMessages:
     last_seq: int  # the room's highest seq when read
+    last_change: int  # the room's change counter, read before the messages
     texts: list[tuple[int, str]]  # (seq, message JSON) of the latest visible messages, oldest first
     older_exist: bool  # visible messages older than these exist
 
@@ -427,16 +459,57 @@ class RecentMessages:
 def recent_messages(*, room: Room, limit: int) -> RecentMessages:
     """What a room hub starts from. last_seq is read first, and messages up to
     it only: a message committed between the two reads is not half-included."""
-    last_seq = room_last_seq(room=room)
+    last_seq, last_change = Room.objects.values_list("last_seq", "last_change").get(pk=room.pk)
     queryset = Message.objects.visible().filter(room=room, seq__lte=last_seq)
-    page = list(queryset.select_related("author").order_by("-seq")[: limit + 1])
-    return RecentMessages(last_seq, _texts(room, reversed(page[:limit])), len(page) > limit)
+    page = list(queryset.select_related("author", "reply_to__author").order_by("-seq")[: limit + 1])
+    texts = _texts(room, reversed(page[:limit]))
+    return RecentMessages(last_seq, last_change, texts, len(page) > limit)
 
 
 def message_texts_between(*, room: Room, after: int, upto: int) -> list[tuple[int, str]]:
     """(seq, message JSON) of the visible messages with after < seq <= upto."""
     queryset = Message.objects.visible().filter(room=room, seq__gt=after, seq__lte=upto)
-    return _texts(room, queryset.select_related("author").order_by("seq"))
+    return _texts(room, queryset.select_related("author", "reply_to__author").order_by("seq"))
+
+
+def message_text(*, room: Room, message_id: int) -> tuple[int, str]:
+    """(seq, message JSON) of one message of the room, as it is now."""
+    message = _with_authors(Message.objects.filter(room=room, pk=message_id)).get()
+    return _texts(room, [message])[0]
+
+
+@dataclass
+class Changes:
+    texts: list[str]  # the current JSON of changed messages still shown, by seq
+    deleted: list[dict]  # {"id", "seq"} of messages removed since
+    last_change: int  # every change up to this one is in here
+
+
+def changes_since(*, room: Room, since: int, upto_seq: int) -> Changes:
+    """What changed (edits, deletions, reactions) after change `since` in
+    the room's messages up to seq `upto_seq`: the latest state of each."""
+    last_change = Room.objects.values_list("last_change", flat=True).get(pk=room.pk)
+    changed = list(
+        _with_authors(
+            Message.objects.filter(
+                room=room, rev__gt=since, rev__lte=last_change, seq__lte=upto_seq
+            )
+        ).order_by("seq")
+    )
+    deleted = [
+        {"id": m.pk, "seq": m.seq, **({"by": "author"} if m.deleted_by_id == m.author_id else {})}
+        for m in changed
+        if m.deleted_at is not None
+    ]
+    shown = [m for m in changed if m.deleted_at is None]
+    return Changes([text for _, text in _texts(room, shown)], deleted, last_change)
+
+
+def reply_target(*, room: Room, message_id: int) -> Message | None:
+    """The message a reply in `room` may quote: shown, and in that room."""
+    return (
+        Message.objects.visible().select_related("author").filter(room=room, pk=message_id).first()
+    )
 
 
 def message_texts_before(*, room: Room, before: int | None, limit: int) -> tuple[list[str], bool]:

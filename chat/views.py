@@ -115,6 +115,8 @@ def room(request, slug):
             "muted_until": _muted_until(membership),
             "mute_choices": services.mute_choices(),
             "page_config": room_page_config(),
+            "edit_window": settings.CHAT_EDIT_WINDOW,
+            "reactions": settings.CHAT_REACTIONS,
         },
     )
 

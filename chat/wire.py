@@ -13,6 +13,8 @@ import struct
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+
 from .models import Message, Room
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -23,7 +25,11 @@ def iso_utc(value: datetime) -> str:
 
 
 def message_object(message: Message) -> dict:
-    return {
+    """The contract's fields, then this server's, each only when it has
+    something to say: `reply_to` (a quote of the original), `edited` (when
+    the text last changed), `rev` (the room's change counter at the
+    message's last change) and `reactions` ({emoji: [usernames]})."""
+    data: dict[str, Any] = {
         "id": message.id,
         "seq": message.seq,
         "room": message.room.slug,
@@ -31,6 +37,38 @@ def message_object(message: Message) -> dict:
         "body": message.body,
         "created": iso_utc(message.created),
         "client_id": message.client_id,
+    }
+    if message.reply_to is not None:
+        data["reply_to"] = quote_object(message.reply_to)
+    if message.edited_at is not None:
+        data["edited"] = iso_utc(message.edited_at)
+    if message.rev:
+        data["rev"] = message.rev
+    reactions = getattr(message, "reaction_map", None)
+    if reactions:
+        data["reactions"] = reactions
+    return data
+
+
+def quote_object(original: Message) -> dict:
+    """What a reply shows of the message it answers: its author and the
+    start of its text (nothing of a removed one)."""
+    if original.deleted_at is not None:
+        return {
+            "id": original.id,
+            "seq": original.seq,
+            "user": None,
+            "excerpt": "",
+            "removed": True,
+        }
+    limit = settings.CHAT_QUOTE_CHARS
+    body = " ".join(original.body.split())
+    excerpt = body if len(body) <= limit else body[: limit - 1] + "\u2026"
+    return {
+        "id": original.id,
+        "seq": original.seq,
+        "user": original.author.username,
+        "excerpt": excerpt,
     }
 
 
@@ -81,8 +119,27 @@ def hello_frame(
     )
 
 
-def ack_frame(*, client_id: str | None, message_id: int, seq: int) -> str:
-    return frame("ack", client_id=client_id, id=message_id, seq=seq)
+def ack_frame(*, client_id: str | None, message_id: int, seq: int, of: str | None = None) -> str:
+    """`of`: the frame type acknowledged, for every write but message.send."""
+    if of is None:
+        return frame("ack", client_id=client_id, id=message_id, seq=seq)
+    return frame("ack", of=of, client_id=client_id, id=message_id, seq=seq)
+
+
+def updated_frame(message_text: str) -> str:
+    return '{"type":"message.updated","message":' + message_text + "}"
+
+
+def changes_frame(message_texts: list[str], deleted: list[dict], last_change: int) -> str:
+    return (
+        '{"type":"changes","messages":['
+        + ",".join(message_texts)
+        + '],"deleted":'
+        + _dumps(deleted)
+        + ',"last_change":'
+        + str(last_change)
+        + "}"
+    )
 
 
 def error_frame(code: str, detail: str, **fields: Any) -> str:

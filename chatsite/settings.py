@@ -350,6 +350,19 @@ CHAT_SEQ_WATCH = env_float("CHAT_SEQ_WATCH", 2.0, minimum=0.05)
 CHAT_MAX_QUEUED_BYTES = env_int("CHAT_MAX_QUEUED_BYTES", 1024 * 1024)
 # Typing notices are forwarded at most once per this many seconds per socket.
 CHAT_TYPING_INTERVAL = env_float("CHAT_TYPING_INTERVAL", 1.5)
+# Seconds after sending during which authors may edit a message (0: always).
+CHAT_EDIT_WINDOW = env_int("CHAT_EDIT_WINDOW", 900)
+# The emoji people may react with (a fixed set: the page offers these).
+CHAT_REACTIONS = [
+    "\U0001f44d",
+    "\u2764\ufe0f",
+    "\U0001f602",
+    "\U0001f389",
+    "\U0001f62e",
+    "\U0001f622",
+]
+# Characters of the original a reply's quote carries.
+CHAT_QUOTE_CHARS = 120
 
 # Health checks (/healthz, /readyz): seconds each check may take before it
 # counts as failed, so that a stalled Redis or a locked database answers 503

@@ -411,13 +411,18 @@ async def connect(transport):
         layer_alias=None,
         expect_hello=True,
         cookie=None,
+        changes=None,
     ):
-        """`cookie`: a session id to use (default: a new session of `user`)."""
+        """`cookie`: a session id to use (default: a new session of `user`);
+        `changes`: the `changes` query parameter ("" or a change number)."""
         headers = [(b"origin", origin.encode())] if origin else []
         if user is not None or cookie is not None:
             cookie = cookie or await sync_to_async(session_cookie_for)(user)
             headers.append((b"cookie", f"sessionid={cookie}".encode()))
-        query = f"?after={after}" if after is not None else ""
+        params = [f"after={after}"] if after is not None else []
+        if changes is not None:
+            params.append(f"changes={changes}")
+        query = "?" + "&".join(params) if params else ""
         if transport == "eventstream":
             app = HttpRouter(django_asgi_app, channel_layer_alias=layer_alias)
             headers.append((b"host", b"localhost"))

@@ -259,3 +259,32 @@ def test_console_lists_cost_the_same_queries_for_more_rooms(console, make_user, 
     many = queries_to_list(console, path)
     assert len(console.get(path).context["cl"].result_list) >= 8 * rows
     assert many == few, f"{path}: {few} queries for 2 rooms, {many} for 8"
+
+
+def test_the_console_shows_edits_with_the_earlier_texts_and_self_deletions(
+    console, alice, bob, room
+):
+    from chat.services import changes
+
+    edited = post(room, alice, "first draft")
+    changes.store_edit(room=room, user=alice, message_id=edited.pk, body="final text")
+    mine = post(room, bob, "regrettable")
+    changes.store_deletion(room=room, user=bob, message_id=mine.pk)
+    removed = post(room, bob, "spam")
+    services.remove_message(message=removed, actor=alice)
+
+    listing = console.get("/admin/chat/message/").content.decode()
+    assert "final text" in listing and "first draft" not in listing
+    assert f'href="/admin/chat/message/{edited.pk}/change/">edited <time' in listing
+    states = cells(listing, "removed")
+    assert sum("deleted by its author" in cell for cell in states) == 1
+    assert sum(re.search(r">removed<", cell) is not None for cell in states) == 1
+
+    by_author = console.get("/admin/chat/message/?removed=author").content.decode()
+    assert "regrettable" in by_author and "spam" not in by_author
+    only_edited = console.get("/admin/chat/message/?edited=yes").content.decode()
+    assert "final text" in only_edited and "regrettable" not in only_edited
+
+    page = console.get(f"/admin/chat/message/{edited.pk}/change/").content.decode()
+    assert "earlier texts (before each edit)" in page.lower() or "Earlier texts" in page
+    assert "first draft" in page

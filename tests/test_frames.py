@@ -3,9 +3,12 @@ import json
 import pytest
 
 from chat.frames import (
+    DeleteMessage,
+    EditMessage,
     FrameError,
     HistoryRequest,
     Ping,
+    React,
     Read,
     SendMessage,
     Typing,
@@ -101,3 +104,45 @@ def test_after_parameter(raw, expected):
 def test_bad_after_parameter(raw):
     with pytest.raises(FrameError):
         parse_after(raw)
+
+
+# ---------------------------------------------------------------- message changes
+
+THUMBS = "\U0001f44d"
+
+
+@pytest.mark.parametrize(
+    "frame, expected",
+    [
+        ({"type": "message.send", "body": "re", "reply_to": 7}, SendMessage("re", None, 7)),
+        ({"type": "message.edit", "id": 3, "body": "new"}, EditMessage(3, "new", None)),
+        ({"type": "message.delete", "id": 3, "client_id": "d"}, DeleteMessage(3, "d")),
+        ({"type": "reaction", "id": 3, "emoji": THUMBS}, React(3, THUMBS, True, None)),
+        (
+            {"type": "reaction", "id": 3, "emoji": THUMBS, "on": False},
+            React(3, THUMBS, False, None),
+        ),
+    ],
+)
+def test_change_frames_parse(frame, expected):
+    assert parse_client_frame(json.dumps(frame)) == expected
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "message.send", "body": "re", "reply_to": "7"},
+        {"type": "message.send", "body": "re", "reply_to": 0},
+        {"type": "message.edit", "id": 3},
+        {"type": "message.edit", "id": True, "body": "x"},
+        {"type": "message.edit", "id": 3, "body": "\u202eevil"},
+        {"type": "message.delete"},
+        {"type": "message.delete", "id": 3, "client_id": ""},
+        {"type": "reaction", "id": 3, "emoji": "\U0001f44d", "on": 1},
+        {"type": "reaction", "id": 3, "emoji": "x"},
+    ],
+)
+def test_bad_change_frames_are_bad_requests(frame):
+    with pytest.raises(FrameError) as refused:
+        parse_client_frame(json.dumps(frame))
+    assert refused.value.code == "bad_request"

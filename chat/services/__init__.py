@@ -13,6 +13,7 @@ from .access import (
     session_deleted,
 )
 from .accounts import check_username, record_username
+from .changes import NotYours, Removed, TooLate, delete_message, edit_message, react
 from .errors import Forbidden, InvalidInput, Locked, Muted, NotFound, RateLimited, ServiceError
 from .messages import (
     MUTED_INDEFINITELY,
@@ -47,6 +48,12 @@ from .rooms import add_member, check_room_name, create_room, join_room, slug_for
 from .sessions import end_session
 
 __all__ = [
+    "NotYours",
+    "Removed",
+    "TooLate",
+    "delete_message",
+    "edit_message",
+    "react",
     "membership_removed",
     "password_changed",
     "room_became_private",

@@ -12,9 +12,9 @@ from channels.db import database_sync_to_async
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from .. import events, limits, wire
+from .. import events, limits, selectors, wire
 from ..models import Membership, Message, Room
-from .errors import Forbidden, Locked, Muted
+from .errors import Forbidden, Locked, Muted, NotFound
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -46,8 +46,16 @@ RETURNING last_seq, is_locked,
 """
 
 
-def store_message(*, room: Room, author: User, body: str, client_id: str | None) -> Posted:
-    """Store a message (no rate check: post_message counts it)."""
+def store_message(
+    *, room: Room, author: User, body: str, client_id: str | None, reply_to: int | None = None
+) -> Posted:
+    """Store a message (no rate check: post_message counts it); `reply_to`:
+    the id of a shown message of the same room it answers."""
+    original = None
+    if reply_to is not None:
+        original = selectors.reply_target(room=room, message_id=reply_to)
+        if original is None:
+            raise NotFound("reply_to names no message shown in this room.")
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -67,15 +75,23 @@ def store_message(*, room: Room, author: User, body: str, client_id: str | None)
             if standing == 1:
                 raise muted_error(room=room, user=author)
             message = Message.objects.create(
-                room=room, seq=seq, author=author, body=body, client_id=client_id
+                room=room,
+                seq=seq,
+                author=author,
+                body=body,
+                client_id=client_id,
+                reply_to=original,
             )
     except IntegrityError:
         if client_id is None:
             raise
         # The unique (room, author, client_id) caught a retry: answer with the
         # first message's ack, store nothing.
-        message = Message.objects.get(room=room, author=author, client_id=client_id)
+        message = Message.objects.select_related("reply_to__author").get(
+            room=room, author=author, client_id=client_id
+        )
         message.room, message.author = room, author
+        selectors.attach_reactions([message])
         return Posted(message=message, created=False)
     message.room, message.author = room, author
     return Posted(message=message, created=True)
@@ -94,7 +110,9 @@ def muted_error(*, room: Room, user: User) -> Muted:
     )
 
 
-async def post_message(*, room: Room, author: User, body: str, client_id: str | None) -> Posted:
+async def post_message(
+    *, room: Room, author: User, body: str, client_id: str | None, reply_to: int | None = None
+) -> Posted:
     """Store a message (idempotent per client_id) and broadcast it to the room.
 
     A retry of a stored message is broadcast again: its first broadcast may
@@ -104,7 +122,7 @@ async def post_message(*, room: Room, author: User, body: str, client_id: str | 
     delivers it from the database."""
     await limits.spend(kind="message", user_id=author.pk)
     posted = await database_sync_to_async(store_message)(
-        room=room, author=author, body=body, client_id=client_id
+        room=room, author=author, body=body, client_id=client_id, reply_to=reply_to
     )
     message = posted.message
     if message.deleted_at is None:

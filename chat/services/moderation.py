@@ -129,10 +129,14 @@ def remove_message(*, message: Message, actor: User, reason: str = "") -> bool:
     _require_moderator(
         actor=actor, room=room, perm=selectors.MODERATE_MESSAGES, target=message.author
     )
+    from .changes import next_change  # changes imports messages, as this module does
+
+    rev = next_change(room=room, user=None)
     removed = Message.objects.filter(pk=message.pk, deleted_at__isnull=True).update(
-        deleted_at=timezone.now(), deleted_by=actor
+        deleted_at=timezone.now(), deleted_by=actor, rev=rev
     )
     if not removed:
+        transaction.set_rollback(True)
         return False
     message.refresh_from_db(fields=["deleted_at", "deleted_by"])
     _log(
@@ -147,7 +151,7 @@ def remove_message(*, message: Message, actor: User, reason: str = "") -> bool:
     )
     events.send_on_commit(
         events.room_group(room.pk),
-        events.room_deleted(room.pk, message_id=message.pk, seq=message.seq),
+        events.room_deleted(room.pk, message_id=message.pk, seq=message.seq, rev=rev),
     )
     return True
 

@@ -24,6 +24,12 @@ function startOfDay(date) {
   return new Date(date.getFullYear(), date.getMonth(), date.getDate());
 }
 
+/** The start of a message's text, for a quote of it. */
+export function excerpt(body, limit = 120) {
+  const text = body.split(/\s+/).filter(Boolean).join(" ");
+  return text.length <= limit ? text : `${text.slice(0, limit - 1)}\u2026`;
+}
+
 /** "Today", "Yesterday", "Monday, March 3", or with the year when not this one. */
 export function dayLabel(date, now = new Date()) {
   const days = Math.round((startOfDay(now) - startOfDay(date)) / DAY_MS);
@@ -61,7 +67,15 @@ function setTime(item, date) {
  * the newest message. onEscape() is called for Escape in the list.
  */
 export class MessageList {
-  constructor(list, scroller, me, decorate = () => {}, { onEscape = () => {} } = {}) {
+  constructor(
+    list,
+    scroller,
+    me,
+    decorate = () => {},
+    { onEscape = () => {}, onReact = () => {}, onQuote = () => {} } = {},
+  ) {
+    this.onReact = onReact;
+    this.onQuote = onQuote;
     this.list = list;
     this.scroller = scroller;
     this.me = me;
@@ -121,14 +135,20 @@ export class MessageList {
       setTime(existing, new Date(message.created));
       existing.dataset.id = message.id;
       this.seqById.set(message.id, message.seq);
+      existing.id = `message-${message.id}`;
+      // Drawn from an ack so far: the quote, marks and reactions come now.
+      if (existing.dataset.rev === undefined) this.details(existing, message);
+      else this.update(message);
       this.refreshAround(existing);
       return null;
     }
     const item = this.item(message.user, message.body);
     item.dataset.seq = message.seq;
     item.dataset.id = message.id;
+    item.id = `message-${message.id}`;
     setTime(item, new Date(message.created));
     this.decorate(item, message);
+    this.details(item, message);
     this.rove(item, false);
     this.place(item, message.seq);
     this.bySeq.set(message.seq, item);
@@ -160,6 +180,7 @@ export class MessageList {
     item.classList.remove("pending");
     item.dataset.seq = seq;
     item.dataset.id = id;
+    item.id = `message-${id}`;
     setTime(item, new Date()); // the broadcast brings the real one
     this.decorate(item, { id, seq, user: this.me });
     this.rove(item, item === this.current);
@@ -176,16 +197,110 @@ export class MessageList {
   }
 
   /** A removed message keeps its place, as a placeholder saying so (and
-   * without its actions); a message not on screen is no concern. */
-  markRemoved({ id, seq }, note = "Message removed by a moderator") {
+   * without its actions); a message not on screen is no concern. Quotes of
+   * it in replies say so too. */
+  markRemoved({ id, seq, by }) {
+    const note = by === "author" ? "Message deleted" : "Message removed by a moderator";
+    for (const quote of this.list.querySelectorAll(`.quote[data-id="${Number(id)}"]`)) {
+      quote.querySelector(".quote-text").textContent = "(removed)";
+    }
     const item = this.bySeq.get(seq) ?? this.bySeq.get(this.seqById.get(id));
     if (!item || item.classList.contains("removed")) return;
     const hadFocus = item.contains(document.activeElement);
     item.classList.add("removed");
     item.classList.remove("mentions-me");
-    item.querySelectorAll(".mod-actions, .mention-note").forEach((node) => node.remove());
+    item
+      .querySelectorAll(
+        ".mod-actions, .mention-note, .msg-actions, .reactions, .edited, .editor, .react-menu",
+      )
+      .forEach((node) => node.remove());
     item.querySelector(".body").replaceWith(el("p", "removed-note", note));
     if (hadFocus) item.focus();
+  }
+
+  /** A message changed (message.updated, a resume's changes): redraw it if
+   * this is newer than what is shown. */
+  update(message) {
+    const item = this.bySeq.get(message.seq);
+    if (!item || item.classList.contains("removed")) return;
+    if ((message.rev ?? 0) <= Number(item.dataset.rev ?? 0)) return;
+    const body = item.querySelector(".body");
+    const { nodes } = parseBody(message.body, this.me);
+    body.replaceChildren(...nodes);
+    item.rawBody = message.body;
+    this.details(item, message);
+    for (const quote of this.list.querySelectorAll(`.quote[data-id="${message.id}"]`)) {
+      quote.querySelector(".quote-text").textContent = excerpt(message.body);
+    }
+  }
+
+  /** What a message has besides its text: the quote it replies to, the
+   * "edited" mark, the reactions. */
+  details(item, message) {
+    item.dataset.rev = message.rev ?? 0;
+    const bubble = item.querySelector(".bubble");
+    const quoted = message.reply_to;
+    if (quoted && !bubble.querySelector(".quote")) {
+      const quote = el("a", "quote");
+      quote.href = `#message-${quoted.id}`;
+      quote.dataset.id = quoted.id;
+      quote.dataset.seq = quoted.seq;
+      const who = quoted.removed ? "a removed message" : quoted.user;
+      quote.setAttribute("aria-label", `Reply to ${who}: go to the original`);
+      quote.append(
+        el("span", "quote-user", quoted.removed ? "" : quoted.user),
+        " ",
+        el("span", "quote-text", quoted.removed ? "(removed)" : quoted.excerpt),
+      );
+      quote.addEventListener("click", (event) => {
+        event.preventDefault();
+        this.onQuote(quoted);
+      });
+      bubble.querySelector(".body").before(quote);
+    }
+    const meta = item.querySelector(".meta");
+    let mark = meta.querySelector(".edited");
+    if (message.edited && !mark) {
+      mark = el("span", "edited", "(edited)");
+      meta.querySelector("time").after(" ", mark);
+    }
+    if (mark) mark.title = `Edited ${fullFormat.format(new Date(message.edited))}`;
+    bubble.querySelector(".reactions")?.remove();
+    const reactions = Object.entries(message.reactions ?? {});
+    if (reactions.length) {
+      const bar = el("div", "reactions");
+      bar.setAttribute("role", "group");
+      bar.setAttribute("aria-label", "Reactions");
+      for (const [emoji, users] of reactions) {
+        const mine = users.includes(this.me);
+        const button = el("button", "reaction", `${emoji} ${users.length}`);
+        button.type = "button";
+        button.dataset.emoji = emoji;
+        button.setAttribute("aria-pressed", String(mine));
+        button.title = users.join(", ");
+        button.setAttribute(
+          "aria-label",
+          `${emoji} ${users.length}: ${users.join(", ")}${mine ? " (press to take yours back)" : ""}`,
+        );
+        button.addEventListener("click", () => this.onReact(Number(item.dataset.id), emoji, !mine));
+        bar.append(button);
+      }
+      bubble.append(bar);
+    }
+    this.rove(item, item === this.current);
+  }
+
+  /** Scroll to message `id` and highlight it; false when it is not shown. */
+  jumpTo(id) {
+    const item = this.bySeq.get(this.seqById.get(id));
+    if (!item) return false;
+    item.scrollIntoView({ block: "center" });
+    this.setCurrent(item);
+    item.focus({ preventScroll: true });
+    item.classList.remove("highlight");
+    void item.offsetWidth; // restart the animation
+    item.classList.add("highlight");
+    return true;
   }
 
   removeItem(item) {
@@ -211,6 +326,7 @@ export class MessageList {
     const meta = el("div", "meta");
     meta.append(el("span", "author", user), " ", el("time"));
     const content = el("div", "body");
+    item.rawBody = body; // as written (editing starts from it)
     const { nodes, mentions } = parseBody(body, this.me);
     content.append(...nodes);
     if (user !== this.me && mentions.has(this.me.toLowerCase())) {

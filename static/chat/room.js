@@ -2,6 +2,7 @@
 // and owns the outbox, the read position, the history paging and the
 // composer.
 
+import { MessageActions } from "./changes.js";
 import { Composer, MentionPicker } from "./composer.js";
 import { Connection } from "./connection.js";
 import { Moderation } from "./moderation.js";
@@ -29,7 +30,10 @@ const SEND_ERRORS = new Set([
   "too_long",
   "bad_request",
   "forbidden", // a send racing a ban (the no-access close follows)
+  "not_found", // a reply to a message that is gone
 ]);
+// Pages of older history a jump to a quoted message loads at most.
+const JUMP_PAGES = 20;
 // Refusals that will refuse every queued message as well.
 const REFUSE_ALL = new Set(["muted", "locked", "forbidden"]);
 
@@ -54,12 +58,32 @@ const newerButton = document.getElementById("load-newer");
 const contextNotice = document.getElementById("context-notice");
 
 const moderation = new Moderation(root, { onRemoved: (id) => messages.markRemoved({ id }) });
+const replyBar = document.getElementById("reply-bar");
+let replyTo = null; // {id, user, excerpt}: the message the composer answers
+const actions = new MessageActions({
+  me,
+  editWindowSeconds: Number(root.dataset.editWindow) || 0,
+  reactions: (root.dataset.reactions || "").split(" ").filter(Boolean),
+  send: (frame) => ready && connection.send(frame),
+  ask: (question) => moderation.ask(question),
+  onReply: startReply,
+  onError: (text) => {
+    composerError.textContent = text;
+  },
+});
 const messages = new MessageList(
   document.getElementById("messages"),
   scroller,
   me,
-  moderation.messageControls,
-  { onEscape: () => input.focus() },
+  (item, message) => {
+    actions.decorate(item, message);
+    moderation.messageControls(item, message);
+  },
+  {
+    onEscape: () => input.focus(),
+    onReact: (id, emoji, on) => actions.react(id, emoji, on),
+    onQuote: (quote) => jumpTo(quote),
+  },
 );
 const online = new OnlineList(onlineBox, me);
 const announcer = new Announcer(document.getElementById("announcer"));
@@ -103,6 +127,12 @@ let hasMore = false; // older messages exist before the oldest shown
 let historyWanted = null;
 let lastTypingSent = 0;
 let fanoutDegraded = false; // the server said messages from others may be late
+// The highest change number (edits, deletions, reactions) seen: a resume
+// asks for every change after it (null: none seen yet).
+let lastChange = null;
+// A jump to a quoted message that is older than the history shown:
+// {id, seq, pages} while older pages load.
+let seeking = null;
 
 // The read position: every message up to readSeq has been seen, on this
 // device or another (the server keeps it per user and room).
@@ -129,6 +159,7 @@ const target = /^\d{1,18}$/.test(atParam) ? Number(atParam) : null;
 // live messages), by seq, until the stretch is extended to reach it.
 // newest: the newest seq of the stretch (null until it arrives).
 let context = null;
+const replies = new Map(); // {clientId: the id of the message it answers}
 let inFlight = null; // the client_id sent on this socket with no answer yet
 let retryTimer = null; // waiting out a rate limit
 let rateLimited = false; // the composer shows the rate limit error
@@ -137,7 +168,8 @@ const connection = new Connection({
   url() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     resuming = lastSeq !== null;
-    const query = resuming ? `?after=${lastSeq}` : "";
+    let query = resuming ? `?after=${lastSeq}&` : "?";
+    query += lastChange === null ? "changes=" : `changes=${lastChange}`;
     return `${scheme}://${location.host}/ws/rooms/${encodeURIComponent(slug)}/${query}`;
   },
   onFrame: handle,
@@ -156,6 +188,7 @@ function handle(frame) {
       fanoutDegraded = false; // a `status` frame follows hello if it still is
       inFlight = null;
       online.set(frame.online);
+      if (lastChange === null && frame.last_change !== undefined) lastChange = frame.last_change;
       break;
     case "history": {
       if (!ready) return firstHistory(frame);
@@ -164,6 +197,7 @@ function handle(frame) {
       if (wanted === "around" || wanted === "newer") return stretch(frame, wanted);
       receive(frame.messages, false);
       setHasMore(frame.has_more);
+      if (seeking) continueSeeking();
       break;
     }
     case "message":
@@ -173,6 +207,7 @@ function handle(frame) {
       receive(frame.messages, true);
       break;
     case "ack":
+      if (frame.of) break; // an edit, deletion or reaction: its broadcast redraws it
       if (mute.active) mute.clear(); // a send went through: no longer muted
       messages.confirm(frame.client_id, frame);
       settle(frame.client_id);
@@ -197,6 +232,18 @@ function handle(frame) {
     case "message.deleted":
       context?.held.delete(frame.seq);
       messages.markRemoved(frame);
+      if (replyTo && replyTo.id === frame.id) cancelReply();
+      changed();
+      break;
+    case "message.updated":
+      messages.update(frame.message);
+      seenChange(frame.message.rev);
+      break;
+    case "changes":
+      // What changed in the messages we have while this page was away.
+      for (const message of frame.messages) messages.update(message);
+      for (const gone of frame.deleted) messages.markRemoved(gone);
+      seenChange(frame.last_change);
       changed();
       break;
     case "muted":
@@ -206,7 +253,9 @@ function handle(frame) {
       if (frame.room === slug) mute.clear();
       break;
     case "error":
-      failed(frame);
+      // An edit, deletion or reaction refused (they name the message).
+      if (frame.id !== undefined) composerError.textContent = frame.detail;
+      else failed(frame);
       break;
     case "status":
       // Messages from other workers are delayed (the server's Redis is
@@ -215,6 +264,59 @@ function handle(frame) {
       showState(connection.state);
       break;
   }
+}
+
+function seenChange(rev) {
+  if (typeof rev === "number" && (lastChange === null || rev > lastChange)) lastChange = rev;
+}
+
+// ------------------------------------------------------------ replies
+
+function startReply(target) {
+  replyTo = target;
+  document.getElementById("reply-user").textContent = target.user;
+  document.getElementById("reply-excerpt").textContent = target.excerpt;
+  replyBar.hidden = false;
+  input.focus();
+}
+
+function cancelReply() {
+  replyTo = null;
+  replyBar.hidden = true;
+}
+
+document.getElementById("reply-cancel").addEventListener("click", () => {
+  cancelReply();
+  input.focus();
+});
+
+/** Go to a quoted message: at once when it is shown, else after loading
+ * older pages until it is (or there are none). */
+function jumpTo({ id, seq }) {
+  if (messages.jumpTo(id)) return;
+  const oldest = messages.oldestSeq;
+  if (oldest !== null && seq >= oldest) {
+    composerError.textContent = "That message was removed.";
+    return;
+  }
+  seeking = { id, seq, pages: 0 };
+  continueSeeking();
+}
+
+function continueSeeking() {
+  const { id, seq } = seeking;
+  if (messages.jumpTo(id)) {
+    seeking = null;
+    return;
+  }
+  const oldest = messages.oldestSeq;
+  if (!hasMore || seeking.pages >= JUMP_PAGES || (oldest !== null && seq >= oldest)) {
+    seeking = null;
+    composerError.textContent = "The original message is no longer there.";
+    return;
+  }
+  seeking.pages += 1;
+  loadOlder();
 }
 
 function firstHistory(frame) {
@@ -366,11 +468,14 @@ function pump() {
   const next = outbox.entries().next();
   if (next.done) return;
   const [clientId, body] = next.value;
-  if (connection.send({ type: "message.send", body, client_id: clientId })) inFlight = clientId;
+  const frame = { type: "message.send", body, client_id: clientId };
+  if (replies.has(clientId)) frame.reply_to = replies.get(clientId);
+  if (connection.send(frame)) inFlight = clientId;
 }
 
 function settle(clientId) {
   outbox.delete(clientId);
+  replies.delete(clientId);
   if (inFlight !== clientId) return;
   inFlight = null;
   if (rateLimited) {
@@ -574,6 +679,8 @@ function submit() {
   }
   const clientId = newClientId();
   outbox.set(clientId, body);
+  if (replyTo) replies.set(clientId, replyTo.id);
+  cancelReply();
   messages.addPending(clientId, body);
   composer.set("");
   if (!rateLimited) composerError.textContent = "";

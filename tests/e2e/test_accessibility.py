@@ -168,9 +168,10 @@ def test_the_composer_is_a_few_tab_presses_from_the_top(live, new_page, busy_roo
         assert len(stops) < 30, stops
         page.keyboard.press("Tab")
         stops.append(focused(page))
-    # The 40 messages are one stop, plus the actions of the one it is on.
+    # The 40 messages are one stop, plus the actions of the one it is on
+    # (Reply, React, and Report or Edit and Delete).
     assert [stop for stop in stops if stop.startswith("message:")] == ["message: message 40"]
-    assert len(stops) <= 14, stops
+    assert len(stops) <= 16, stops
 
     # Or at once, through the skip link.
     page.locator(".skip-link").first.focus()
@@ -209,7 +210,11 @@ def test_arrow_keys_move_between_messages_and_tab_reaches_their_actions(live, ne
 
     # The focused message's actions are the next stops, and only its own.
     page.keyboard.press("Tab")
-    assert focused(page) == "button: Report message from bob"  # message 39 is bob's
+    assert focused(page) == "button: Reply to bob"  # message 39 is bob's
+    page.keyboard.press("Tab")
+    assert focused(page) == "button: React to bob's message"
+    page.keyboard.press("Tab")
+    assert focused(page) == "button: Report message from bob"
     report = messages.nth(38).get_by_role("button", name="Report message from bob")
     expect(report).to_be_focused()
     expect(report).to_have_css("opacity", "1")
@@ -231,10 +236,18 @@ def test_arrow_keys_move_between_messages_and_tab_reaches_their_actions(live, ne
     page.keyboard.press("Escape")
     expect(composer).to_be_focused()
     # …and Shift+Tab goes back to the message they were on (its action first).
-    page.keyboard.press("Shift+Tab")
-    assert focused(page) == "button: Remove message from alice"
-    page.keyboard.press("Shift+Tab")
-    assert focused(page) == "message: message 38"
+    back = []
+    for _ in range(6):
+        page.keyboard.press("Shift+Tab")
+        back.append(focused(page))
+    assert back == [
+        "button: Remove message from alice",
+        "button: Delete your message",
+        "button: Edit your message",
+        "button: React to alice's message",
+        "button: Reply to alice",
+        "message: message 38",
+    ]
     page.keyboard.press("End")
     page.keyboard.press("Escape")
     send(bob, "more news")
@@ -242,8 +255,8 @@ def test_arrow_keys_move_between_messages_and_tab_reaches_their_actions(live, ne
     # At the newest message, the stop follows the newest.
     composer.press("Shift+Tab")
     assert focused(page) == "button: Remove message from bob"
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Shift+Tab")
+    for _ in range(4):  # Report, React, Reply
+        page.keyboard.press("Shift+Tab")
     assert focused(page) == "message: more news"
 
 

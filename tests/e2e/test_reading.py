@@ -517,7 +517,10 @@ def test_contrast_in_both_colour_schemes(live, new_context, make_user, scheme):
     # The messages' Report and Remove buttons, as they look when shown (on
     # hover, or on the message that has the keyboard).
     expect(page.get_by_role("button", name=re.compile("^(Report|Remove) message"))).to_have_count(5)
-    page.evaluate("document.querySelectorAll('.mod-actions').forEach((n) => n.style.opacity = 1)")
+    page.evaluate(
+        "document.querySelectorAll('.mod-actions, .msg-actions')"
+        ".forEach((n) => n.style.opacity = 1)"
+    )
     assert page.evaluate(CONTRAST_REPORT) == []
     page.goto(live.url + "/rooms/nothing-here/")
     assert page.evaluate(CONTRAST_REPORT) == []
