@@ -147,6 +147,12 @@ class RoomAdminForm(forms.ModelForm):
         except services.ServiceError as error:
             raise forms.ValidationError(error.detail) from None
 
+    def clean_topic(self):
+        try:
+            return services.check_topic(topic=self.cleaned_data.get("topic", ""))
+        except services.ServiceError as error:
+            raise forms.ValidationError(error.detail) from None
+
 
 class MembershipInline(admin.TabularInline):
     model = Membership

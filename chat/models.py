@@ -14,8 +14,13 @@ class RoomQuerySet(models.QuerySet):
         )
 
 
+TOPIC_MAX_LENGTH = 200
+
+
 class Room(models.Model):
     name = models.CharField(max_length=100)
+    # One line under the name (room page, directory); set by the owner.
+    topic = models.CharField(max_length=TOPIC_MAX_LENGTH, blank=True, default="")
     # What the name looks like (chat.text.skeleton): a new room may not look
     # like one its creator can already see.
     name_skeleton = models.CharField(max_length=300, db_index=True, editable=False, default="")

@@ -319,6 +319,12 @@ def can_add_members(*, user: User, room: Room) -> bool:
     return membership is None or not membership.is_banned
 
 
+def can_manage_room(*, user: User, room: Room) -> bool:
+    """The room's owner (unless banned) and staff who may change rooms: its
+    settings (topic, invites)."""
+    return moderation_rank(user=user, room=room, perm=MODERATE_ROOMS) >= RANK_OWNER
+
+
 def member_named(*, room: Room, username: str) -> Membership | None:
     """The membership of the user called `username` in `room` (banned ones
     included); None for no such user and for someone who is not a member

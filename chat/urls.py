@@ -9,6 +9,8 @@ urlpatterns = [
     path("rooms/<str:slug>/", views.room, name="room"),
     path("rooms/<str:slug>/members/", views.add_member, name="add_member"),
     path("rooms/<str:slug>/people/", views.people, name="people"),
+    path("rooms/<str:slug>/settings/", views.room_settings, name="room_settings"),
+    path("rooms/<str:slug>/topic/", views.set_topic, name="set_topic"),
     # The frames of a client whose WebSocket is blocked (its events: chat.sse).
     path("sse/rooms/<str:slug>/", sse.post_frame, name="sse_frame"),
 ]

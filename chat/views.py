@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -9,7 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import health, selectors, services, wire
-from .forms import AddMemberForm, RoomForm, SignupForm
+from .forms import AddMemberForm, RoomForm, SignupForm, TopicForm
 from .models import Message
 
 
@@ -74,6 +75,7 @@ def room(request, slug):
             "member_form": AddMemberForm(),
             "max_length": settings.CHAT_MAX_MESSAGE_LENGTH,
             "can_moderate": can_moderate,
+            "can_manage": selectors.can_manage_room(user=request.user, room=room),
             "last_read_seq": membership.last_read_seq,
             "muted_until": _muted_until(membership),
             "mute_choices": services.mute_choices(),
@@ -122,6 +124,48 @@ def add_member(request, slug):
     else:
         messages.error(request, "Give a username to add.")
     return redirect("chat:room", slug=room.slug)
+
+
+def _managed_room_or_403(request, slug):
+    room = _room_or_404(request, slug)
+    if not selectors.can_manage_room(user=request.user, room=room):
+        raise PermissionDenied("Only the room's owner can change its settings.")
+    return room
+
+
+def _settings_page(request, room, *, topic_form=None, status=200):
+    return render(
+        request,
+        "chat/room_settings.html",
+        {
+            "room": room,
+            "topic_form": topic_form or TopicForm(initial={"topic": room.topic}),
+        },
+        status=status,
+    )
+
+
+@never_cache
+@login_required
+def room_settings(request, slug):
+    """The owner's page for the room: its topic."""
+    return _settings_page(request, _managed_room_or_403(request, slug))
+
+
+@login_required
+@require_POST
+def set_topic(request, slug):
+    room = _managed_room_or_403(request, slug)
+    form = TopicForm(request.POST)
+    if form.is_valid():
+        try:
+            services.set_topic(room=room, actor=request.user, topic=form.cleaned_data["topic"])
+        except services.ServiceError as error:
+            form.add_error("topic", error.detail)
+            return _settings_page(request, room, topic_form=form, status=error.http_status)
+        messages.success(request, "Topic saved." if room.topic else "Topic cleared.")
+        return redirect("chat:room", slug=room.slug)
+    return _settings_page(request, room, topic_form=form, status=400)
 
 
 async def _probe(checks) -> JsonResponse:

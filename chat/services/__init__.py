@@ -43,7 +43,15 @@ from .moderation import (
 )
 from .presence import close_presence, open_presence, refresh_presence
 from .reading import advance_read_position, mark_read
-from .rooms import add_member, check_room_name, create_room, join_room, slug_for
+from .rooms import (
+    add_member,
+    check_room_name,
+    check_topic,
+    create_room,
+    join_room,
+    set_topic,
+    slug_for,
+)
 from .sessions import end_session
 
 __all__ = [
@@ -66,6 +74,7 @@ __all__ = [
     "ban_user",
     "check_rate",
     "check_room_name",
+    "check_topic",
     "check_username",
     "close_presence",
     "close_report",
@@ -91,6 +100,7 @@ __all__ = [
     "set_role",
     "set_room_locked",
     "set_room_owner",
+    "set_topic",
     "slug_for",
     "store_message",
     "unban_user",

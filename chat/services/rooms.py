@@ -15,8 +15,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from .. import selectors, text, throttle
-from ..models import Membership, Room
+from .. import events, selectors, text, throttle, wire
+from ..models import TOPIC_MAX_LENGTH, Membership, Room
 from .errors import Forbidden, InvalidInput, RateLimited
 
 if TYPE_CHECKING:
@@ -170,3 +170,35 @@ def join_room(*, room: Room, user: User) -> Membership:
     """Opening a room makes you a member of it (the access check came first)."""
     membership, _ = Membership.objects.get_or_create(room=room, user=user)
     return membership
+
+
+def check_topic(*, topic: str) -> str:
+    """The topic, stripped, if a room may have it (else InvalidInput)."""
+    if not isinstance(topic, str):
+        raise InvalidInput("A topic is text.")
+    if "\n" in topic.strip() or "\r" in topic.strip():
+        raise InvalidInput("A topic is one line.")
+    topic = topic.strip()
+    if len(topic) > TOPIC_MAX_LENGTH:
+        raise InvalidInput(f"A topic has at most {TOPIC_MAX_LENGTH} characters.")
+    if text.has_hidden(topic):
+        raise InvalidInput("A topic cannot contain invisible or direction-changing characters.")
+    return topic
+
+
+def set_topic(*, room: Room, actor: User, topic: str) -> bool:
+    """The room's owner (or staff who may change rooms) sets its one-line
+    topic ("" clears it). Open room pages are told with a `topic` frame.
+    False if it was that already."""
+    if not selectors.can_manage_room(user=actor, room=room):
+        raise Forbidden("Only the room's owner can set its topic.")
+    topic = check_topic(topic=topic)
+    with transaction.atomic():
+        if not Room.objects.filter(pk=room.pk).exclude(topic=topic).update(topic=topic):
+            return False
+        room.topic = topic
+        events.send_on_commit(
+            events.room_group(room.pk),
+            events.room_frame(room.pk, wire.frame("topic", room=room.slug, topic=topic)),
+        )
+    return True

@@ -178,6 +178,9 @@ function handle(frame) {
     case "unmuted":
       if (frame.room === slug) mute.clear();
       break;
+    case "topic":
+      if (frame.room === slug) showTopic(frame.topic);
+      break;
     case "error":
       failed(frame);
       break;
@@ -188,6 +191,13 @@ function handle(frame) {
       showState(connection.state);
       break;
   }
+}
+
+const topicLine = document.getElementById("room-topic");
+
+function showTopic(topic) {
+  topicLine.textContent = topic;
+  topicLine.hidden = !topic;
 }
 
 function firstHistory(frame) {
