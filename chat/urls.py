@@ -11,6 +11,7 @@ urlpatterns = [
     path("rooms/<str:slug>/people/", views.people, name="people"),
     path("rooms/<str:slug>/settings/", views.room_settings, name="room_settings"),
     path("rooms/<str:slug>/topic/", views.set_topic, name="set_topic"),
+    path("rooms/<str:slug>/leave/", views.leave_room, name="leave_room"),
     # The frames of a client whose WebSocket is blocked (its events: chat.sse).
     path("sse/rooms/<str:slug>/", sse.post_frame, name="sse_frame"),
 ]

@@ -126,6 +126,19 @@ def add_member(request, slug):
     return redirect("chat:room", slug=room.slug)
 
 
+@login_required
+@require_POST
+def leave_room(request, slug):
+    room = _room_or_404(request, slug)
+    try:
+        services.leave_room(room=room, user=request.user)
+    except services.ServiceError as error:
+        messages.error(request, error.detail)
+        return redirect("chat:room", slug=room.slug)
+    messages.success(request, f"You left {room.name}.")
+    return redirect("chat:directory")
+
+
 def _managed_room_or_403(request, slug):
     room = _room_or_404(request, slug)
     if not selectors.can_manage_room(user=request.user, room=room):

@@ -100,3 +100,81 @@ async def test_topic_reaches_open_sockets_on_every_worker(connect, redis_layer, 
     for socket in (a, b):
         frame = await socket.expect("topic")
         assert frame == {"type": "topic", "room": "general", "topic": "Live topic"}
+
+
+# ---------------------------------------------------------------- leave
+
+
+class TestLeave:
+    def test_member_leaves(self, alice, bob, room):
+        services.join_room(room=room, user=bob)
+        assert services.leave_room(room=room, user=bob) is True
+        assert not Membership.objects.filter(room=room, user=bob).exists()
+        assert services.leave_room(room=room, user=bob) is False
+
+    def test_owner_must_hand_over_first(self, alice, room):
+        with pytest.raises(services.Forbidden, match="give the room to someone else"):
+            services.leave_room(room=room, user=alice)
+        assert Membership.objects.filter(room=room, user=alice).exists()
+
+    def test_banned_or_muted_cannot_leave(self, alice, bob, carol, room):
+        services.join_room(room=room, user=bob)
+        services.join_room(room=room, user=carol)
+        services.ban_user(room=room, user=bob, actor=alice)
+        services.mute_user(room=room, user=carol, actor=alice)
+        with pytest.raises(services.Forbidden, match="banned"):
+            services.leave_room(room=room, user=bob)
+        with pytest.raises(services.Forbidden, match="muted"):
+            services.leave_room(room=room, user=carol)
+        assert Membership.objects.filter(room=room, user__in=[bob, carol]).count() == 2
+
+    def test_leaving_a_private_room_removes_access(self, alice, bob, private_room):
+        services.add_member(room=private_room, actor=alice, username="bob")
+        client = logged_in(bob)
+        assert client.get(f"/rooms/{private_room.slug}/").status_code == 200
+        response = client.post(f"/rooms/{private_room.slug}/leave/")
+        assert response.status_code == 302 and response.url == "/"
+        assert "You left Secret plans." in client.get("/").content.decode()
+        assert client.get(f"/rooms/{private_room.slug}/").status_code == 404
+        assert "Secret plans" not in client.get("/").content.decode()
+
+    def test_owner_leave_is_a_clear_error(self, alice, room):
+        client = logged_in(alice)
+        response = client.post(f"/rooms/{room.slug}/leave/", follow=True)
+        assert "give the room to someone else" in response.content.decode()
+        assert Membership.objects.filter(room=room, user=alice).exists()
+        assert "Leave room" not in client.get(f"/rooms/{room.slug}/").content.decode()
+
+    def test_leave_needs_post_and_a_visible_room(self, bob, private_room):
+        client = logged_in(bob)
+        assert client.get(f"/rooms/{private_room.slug}/leave/").status_code == 405
+        assert client.post(f"/rooms/{private_room.slug}/leave/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.both_transports
+@pytest.mark.parametrize("private", [False, True])
+async def test_leaving_closes_that_users_sockets_in_the_room_on_every_worker(
+    connect, redis_layer, alice, bob, room, private_room, private
+):
+    left = private_room if private else room
+    other = room if private else private_room
+    if private:
+        await sync_to_async(services.add_member)(room=left, actor=alice, username="bob")
+    else:
+        await sync_to_async(services.add_member)(room=other, actor=alice, username="bob")
+    a, _, _ = await connect(alice, left.slug)
+    b1, _, _ = await connect(bob, left.slug)
+    b2, _, _ = await connect(bob, left.slug, layer_alias="worker2")
+    elsewhere, _, _ = await connect(bob, other.slug, layer_alias="worker2")
+    client = await as_client(bob)
+    response = await sync_to_async(client.post)(f"/rooms/{left.slug}/leave/")
+    assert response.status_code == 302
+    await b1.expect_closed(4410)
+    await b2.expect_closed(4410)
+    assert (await a.expect("leave")) == {"type": "leave", "user": "bob"}
+    await elsewhere.send(type="ping")
+    await elsewhere.expect("pong")  # bob's socket in his other room stays
+    if private:
+        again, _, _ = await connect(bob, left.slug, expect_hello=False)
+        await again.expect_closed(4403)

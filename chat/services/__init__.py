@@ -49,6 +49,7 @@ from .rooms import (
     check_topic,
     create_room,
     join_room,
+    leave_room,
     set_topic,
     slug_for,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "create_room",
     "end_session",
     "join_room",
+    "leave_room",
     "mark_read",
     "muted_error",
     "duration_label",

@@ -202,3 +202,28 @@ def set_topic(*, room: Room, actor: User, topic: str) -> bool:
             events.room_frame(room.pk, wire.frame("topic", room=room.slug, topic=topic)),
         )
     return True
+
+
+@transaction.atomic
+def leave_room(*, room: Room, user: User) -> bool:
+    """The user stops being a member: their sockets in the room close with
+    4410 on every worker (the page goes back to the directory), and a private
+    room is closed to them until someone adds or invites them again. False if
+    they were not a member. An owner hands the room over first; a banned or
+    muted member cannot leave (that would lift the ban or the mute)."""
+    if room.owner_id == user.pk:
+        raise Forbidden(f"You own {room.name}: give the room to someone else before you leave it.")
+    membership = Membership.objects.select_for_update().filter(room=room, user=user).first()
+    if membership is None:
+        return False
+    if membership.is_banned:
+        raise Forbidden(f"You are banned from {room.name}.")
+    if membership.muted_until is not None and membership.muted_until > timezone.now():
+        raise Forbidden(f"You are muted in {room.name}: you can leave once the mute ends.")
+    membership._left = True  # chat.signals: these sockets close with LEFT, not NO_ACCESS
+    membership.delete()
+    events.send_on_commit(
+        events.room_group(room.pk),
+        events.room_close(room.pk, code=events.Close.LEFT, user_id=user.pk),
+    )
+    return True

@@ -11,6 +11,8 @@ import { EventStream } from "./eventstream.js";
 
 export const CLOSE_SESSION_ENDED = 4401;
 export const CLOSE_NO_ACCESS = 4403;
+// The user left the room (on this page or another): nothing to reconnect to.
+export const CLOSE_LEFT = 4410;
 // The server asks for a new connection (4000: access to be checked again;
 // 4008: this page fell too far behind; 1012: the worker restarts): come back
 // at once, spread over a second so that a worker's pages do not all arrive
@@ -85,7 +87,7 @@ export class Connection {
   }
 
   get final() {
-    return this.stopped || this.state === "ended" || this.state === "forbidden";
+    return this.stopped || ["ended", "forbidden", "left"].includes(this.state);
   }
 
   /** The browser lost the network: the socket is as good as gone. */
@@ -225,6 +227,7 @@ export class Connection {
     if (code === 1006) this.noteFailure(); // the upgrade failed, or the connection dropped
     if (code === CLOSE_SESSION_ENDED) return this.setState("ended");
     if (code === CLOSE_NO_ACCESS) return this.setState("forbidden");
+    if (code === CLOSE_LEFT) return this.setState("left");
     // 1013 (try again later) says how long: "retry_after=<seconds>".
     const hint = code === CLOSE_TRY_LATER ? Number(/retry_after=([\d.]+)/.exec(reason)?.[1]) : 0;
     this.scheduleRetry(RECONNECT_AT_ONCE.has(code), (hint || 0) * 1000);

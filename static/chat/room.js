@@ -407,6 +407,7 @@ const STATE_TEXT = {
   reconnecting: "Reconnecting…",
   offline: "Offline: waiting for the network",
   forbidden: "You no longer have access to this room",
+  left: "You left this room",
 };
 let everConnected = false;
 let shownStatus = STATE_TEXT.connecting; // as the page comes
@@ -439,7 +440,8 @@ function showState(state, seconds) {
     ready = false;
     typing.clearAll();
   }
-  if (state === "ended" || state === "forbidden") {
+  if (state === "left") location.assign("/"); // left here or on another page
+  if (state === "ended" || state === "forbidden" || state === "left") {
     input.disabled = true;
     composerForm.querySelector("button").disabled = true;
     olderButton.hidden = true;

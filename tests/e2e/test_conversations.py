@@ -36,3 +36,33 @@ def test_owner_sets_a_topic_and_everyone_sees_it(live, new_page, make_user):
     open_room(alice, live, room.slug)
     expect(alice.locator("#room-topic")).to_have_text("Plans for the weekend")
     send(alice, "still here")
+
+
+def test_leaving_a_room_takes_every_tab_back_to_the_directory(live, new_context, make_user):
+    from chat import services
+    from tests.e2e.pages import log_in
+
+    alice_user = make_user("alice")
+    make_user("bob")
+    room = services.create_room(owner=alice_user, name="Hideout", is_private=True)
+    services.add_member(room=room, actor=alice_user, username="bob")
+    context = new_context()
+    bob, bob_other_tab = context.new_page(), context.new_page()
+    log_in(bob, live, "bob")
+    open_room(bob, live, room.slug)
+    open_room(bob_other_tab, live, room.slug)
+
+    bob.get_by_role("button", name="Leave room").click()
+    expect(bob).to_have_url(live.url + "/")
+    expect(bob.get_by_role("heading", name="Rooms")).to_be_visible()
+    expect(bob.get_by_role("link", name="Hideout")).to_have_count(0)
+    expect(bob_other_tab).to_have_url(live.url + "/")  # its socket closed with 4410
+    expect(bob_other_tab.get_by_role("heading", name="Rooms")).to_be_visible()
+    # The flash shows on the directory of whichever tab loaded it first.
+    assert any(p.get_by_text("You left Hideout.").count() for p in (bob, bob_other_tab))
+
+    # The owner has no Leave button, and is told why if she tries anyway.
+    alice = new_context().new_page()
+    log_in(alice, live, "alice")
+    open_room(alice, live, room.slug)
+    expect(alice.get_by_role("button", name="Leave room")).to_have_count(0)
