@@ -205,6 +205,41 @@ def room_members(*, room: Room) -> list[Membership]:
     )
 
 
+@dataclass
+class MemberEntry:
+    username: str
+    role: str  # owner, moderator or member
+    online: bool
+
+
+def member_list(*, room: Room, limit: int = 200) -> tuple[list[MemberEntry], int]:
+    """The room's members (not banned) for anyone who may open the room:
+    those online first, then the rest, by name within each; at most `limit`,
+    and how many members there are in all."""
+    online = set(async_to_sync(presence.get_store().online_users)(room.pk))
+    rows = Membership.objects.filter(room=room, is_banned=False)
+    total = rows.count()
+    names_online = list(
+        rows.filter(user__username__in=online)
+        .order_by("user__username")
+        .values_list("user__username", "user_id", "role")[:limit]
+    )
+    names_offline = list(
+        rows.exclude(user__username__in=online)
+        .order_by("user__username")
+        .values_list("user__username", "user_id", "role")[: max(limit - len(names_online), 0)]
+    )
+    entries = [
+        MemberEntry(
+            username=name,
+            role="owner" if user_id == room.owner_id else role,
+            online=name in online,
+        )
+        for name, user_id, role in names_online + names_offline
+    ]
+    return entries, total
+
+
 def member_names(*, room: Room, prefix: str = "", limit: int = 10) -> list[str]:
     """Usernames of the room's members (not banned) starting with `prefix`,
     case-insensitively, for @mention completion."""

@@ -58,12 +58,16 @@ def _room_or_404(request, slug):
         raise Http404("No such room.") from None
 
 
+MEMBERS_SHOWN = 200
+
+
 @login_required
 def room(request, slug):
     room = _room_or_404(request, slug)
     membership = services.join_room(room=room, user=request.user)
     can_add_members = selectors.can_add_members(user=request.user, room=room)
     can_moderate = selectors.can_moderate(user=request.user, room=room)
+    members, member_total = selectors.member_list(room=room, limit=MEMBERS_SHOWN)
     return render(
         request,
         "chat/room.html",
@@ -71,7 +75,8 @@ def room(request, slug):
             "room": room,
             "membership": membership,
             "can_add_members": can_add_members,
-            "members": selectors.room_members(room=room) if room.is_private else [],
+            "members": members,
+            "member_total": member_total,
             "member_form": AddMemberForm(),
             "max_length": settings.CHAT_MAX_MESSAGE_LENGTH,
             "can_moderate": can_moderate,

@@ -178,3 +178,36 @@ async def test_leaving_closes_that_users_sockets_in_the_room_on_every_worker(
     if private:
         again, _, _ = await connect(bob, left.slug, expect_hello=False)
         await again.expect_closed(4403)
+
+
+# ---------------------------------------------------------------- members
+
+
+class TestMemberList:
+    def test_everyone_online_first_with_roles(self, alice, bob, carol, make_user, room):
+        from asgiref.sync import async_to_sync
+
+        from chat import presence, selectors
+
+        dave = make_user("dave")
+        for user in (bob, carol, dave):
+            services.join_room(room=room, user=user)
+        services.set_role(room=room, user=carol, role="moderator", actor=alice)
+        services.ban_user(room=room, user=dave, actor=alice)
+        async_to_sync(presence.get_store().open)(room.pk, "carol", "conn-1")
+        entries, total = selectors.member_list(room=room)
+        assert [(e.username, e.role, e.online) for e in entries] == [
+            ("carol", "moderator", True),
+            ("alice", "owner", False),
+            ("bob", "member", False),
+        ]
+        assert total == 3  # the banned are not members to show
+        entries, total = selectors.member_list(room=room, limit=2)
+        assert [e.username for e in entries] == ["carol", "alice"] and total == 3
+
+    def test_public_room_page_lists_members(self, alice, bob, room):
+        services.join_room(room=room, user=bob)
+        page = logged_in(bob).get(f"/rooms/{room.slug}/").content.decode()
+        assert "Members (2)" in page
+        assert 'data-user="alice"' in page and 'data-user="bob"' in page
+        assert "owner" in page

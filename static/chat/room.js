@@ -133,6 +133,7 @@ function handle(frame) {
       fanoutDegraded = false; // a `status` frame follows hello if it still is
       inFlight = null;
       online.set(frame.online);
+      syncMembers();
       break;
     case "history":
       if (!ready) return firstHistory(frame);
@@ -161,9 +162,11 @@ function handle(frame) {
       break;
     case "join":
       online.add(frame.user);
+      syncMembers();
       break;
     case "leave":
       online.delete(frame.user);
+      syncMembers();
       break;
     case "typing":
       if (frame.user !== me) typing.show(frame.user);
@@ -194,6 +197,39 @@ function handle(frame) {
 }
 
 const topicLine = document.getElementById("room-topic");
+const memberList = document.getElementById("members");
+
+// The member list (drawn by the server, online first) follows presence:
+// who is online moves to the top; someone new in the room is added.
+function memberItem(user) {
+  const item = document.createElement("li");
+  item.dataset.user = user;
+  const name = document.createElement("span");
+  name.className = "member-name";
+  name.textContent = user;
+  const role = document.createElement("small");
+  role.className = "muted member-role";
+  role.textContent = "member";
+  const presence = document.createElement("span");
+  presence.className = "member-presence";
+  item.append(name, " ", role, " ", presence);
+  return item;
+}
+
+function syncMembers() {
+  if (!memberList) return;
+  const items = [...memberList.children];
+  const known = new Set(items.map((item) => item.dataset.user));
+  for (const user of online.users) if (!known.has(user)) items.push(memberItem(user));
+  for (const item of items) {
+    const on = online.users.has(item.dataset.user);
+    item.toggleAttribute("data-online", on);
+    item.querySelector(".member-presence").textContent = on ? "online" : "";
+  }
+  const rank = (item) => (item.hasAttribute("data-online") ? 0 : 1);
+  items.sort((a, b) => rank(a) - rank(b) || (a.dataset.user < b.dataset.user ? -1 : 1));
+  memberList.append(...items);
+}
 
 function showTopic(topic) {
   topicLine.textContent = topic;

@@ -66,3 +66,30 @@ def test_leaving_a_room_takes_every_tab_back_to_the_directory(live, new_context,
     log_in(alice, live, "alice")
     open_room(alice, live, room.slug)
     expect(alice.get_by_role("button", name="Leave room")).to_have_count(0)
+
+
+def test_member_list_shows_everyone_online_first_with_roles(live, new_page, make_user):
+    from chat import services
+
+    room, alice, bob = alice_and_bob_in_lobby(live, new_page, make_user)
+    for name in ("aaron", "zoe"):
+        services.join_room(room=room, user=make_user(name))
+    services.join_room(room=room, user=make_user("carol"))
+    open_room(bob, live, room.slug)
+    members = bob.get_by_role("list", name="Members (5)").get_by_role("listitem")
+    # Bob is online (his page is open); the rest by name.
+    expect(members).to_have_text(
+        ["bob member online", "aaron member", "alice owner", "carol member", "zoe member"]
+    )
+    open_room(alice, live, room.slug)  # alice comes online: she moves up, live
+    expect(members).to_have_text(
+        [
+            "alice owner online",
+            "bob member online",
+            "aaron member",
+            "carol member",
+            "zoe member",
+        ]
+    )
+    alice.close()
+    expect(members.first).to_have_text("bob member online")
