@@ -25,7 +25,7 @@ from django.utils.text import Truncator
 
 from . import selectors, services, text
 from .forms import AdminAddUserForm, AdminChangeUserForm
-from .models import Membership, Message, ModerationLog, Report, Room
+from .models import Invite, Membership, Message, ModerationLog, Report, Room
 
 User = get_user_model()
 
@@ -615,6 +615,32 @@ class ReportAdmin(admin.ModelAdmin):
 
 
 # ---------------------------------------------------------------- the log
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    """Invite links, to see and revoke (owners make them on the room's
+    settings page)."""
+
+    list_display = ["room", "created_by", "created", "expires_at", "revoked_at", "uses"]
+    list_filter = ["created", "expires_at"]
+    search_fields = ["room__name", "room__slug", "created_by__username"]
+    readonly_fields = ["room", "created_by", "created", "expires_at", "revoked_at", "uses"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected invite links", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = 0
+        for invite in queryset.select_related("room"):
+            try:
+                revoked += services.revoke_invite(invite=invite, actor=request.user)
+            except services.ServiceError as error:
+                self.message_user(request, error.detail, messages.ERROR)
+                return
+        self.message_user(request, f"Revoked {revoked} invite link(s).")
 
 
 @admin.register(ModerationLog)

@@ -85,6 +85,27 @@ class Membership(models.Model):
         return f"{self.user} in {self.room} ({self.role})"
 
 
+class Invite(models.Model):
+    """A link that lets whoever opens it (logged in) into a private room,
+    until it expires or the owner revokes it."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="invites")
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    uses = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self):
+        return f"Invite to {self.room} by {self.created_by}"
+
+
 class UsernameSkeleton(models.Model):
     """What each username looks like (chat.text.skeleton), kept beside
     Django's user table so that a new name is checked against every existing

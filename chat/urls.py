@@ -12,6 +12,13 @@ urlpatterns = [
     path("rooms/<str:slug>/settings/", views.room_settings, name="room_settings"),
     path("rooms/<str:slug>/topic/", views.set_topic, name="set_topic"),
     path("rooms/<str:slug>/leave/", views.leave_room, name="leave_room"),
+    path("rooms/<str:slug>/invites/", views.create_invite, name="create_invite"),
+    path(
+        "rooms/<str:slug>/invites/<int:invite_id>/revoke/",
+        views.revoke_invite,
+        name="revoke_invite",
+    ),
+    path("invite/<str:token>/", views.invite, name="invite"),
     # The frames of a client whose WebSocket is blocked (its events: chat.sse).
     path("sse/rooms/<str:slug>/", sse.post_frame, name="sse_frame"),
 ]

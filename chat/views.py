@@ -5,13 +5,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import health, selectors, services, wire
 from .forms import AddMemberForm, RoomForm, SignupForm, TopicForm
-from .models import Message
+from .models import Invite, Message
 
 
 def signup(request):
@@ -152,15 +153,25 @@ def _managed_room_or_403(request, slug):
 
 
 def _settings_page(request, room, *, topic_form=None, status=200):
+    invites = list(services.active_invites(room).select_related("created_by"))
+    for invite in invites:
+        invite.url = request.build_absolute_uri(reverse("chat:invite", args=[invite.token]))
     return render(
         request,
         "chat/room_settings.html",
         {
             "room": room,
             "topic_form": topic_form or TopicForm(initial={"topic": room.topic}),
+            "invites": invites,
+            "invite_hours": [(h, _hours_label(h)) for h in services.INVITE_HOURS],
+            "default_invite_hours": services.DEFAULT_INVITE_HOURS,
         },
         status=status,
     )
+
+
+def _hours_label(hours: int) -> str:
+    return services.duration_label(hours * 60)
 
 
 @never_cache
@@ -184,6 +195,56 @@ def set_topic(request, slug):
         messages.success(request, "Topic saved." if room.topic else "Topic cleared.")
         return redirect("chat:room", slug=room.slug)
     return _settings_page(request, room, topic_form=form, status=400)
+
+
+@login_required
+@require_POST
+def create_invite(request, slug):
+    room = _managed_room_or_403(request, slug)
+    try:
+        services.create_invite(room=room, actor=request.user, hours=request.POST.get("hours", ""))
+    except services.ServiceError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, "New invite link made: copy it from the list below.")
+    return redirect("chat:room_settings", slug=room.slug)
+
+
+@login_required
+@require_POST
+def revoke_invite(request, slug, invite_id):
+    room = _managed_room_or_403(request, slug)
+    invite = Invite.objects.select_related("room").filter(room=room, pk=invite_id).first()
+    if invite is None:
+        raise Http404("No such invite.")
+    try:
+        services.revoke_invite(invite=invite, actor=request.user)
+    except services.ServiceError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, "Invite link revoked: it no longer works.")
+    return redirect("chat:room_settings", slug=room.slug)
+
+
+@never_cache
+@login_required
+def invite(request, token):
+    """An invite link: a page that says which room, with a button to join
+    (POST); a link that does not work says why."""
+    try:
+        found = services.usable_invite(token=token[:64])
+        if request.method == "POST":
+            room = services.accept_invite(token=token[:64], user=request.user)
+            messages.success(request, f"You joined {room.name}.")
+            return redirect("chat:room", slug=room.slug)
+    except services.ServiceError as error:
+        status = 404 if isinstance(error, services.NotFound) else 410
+        if isinstance(error, services.Forbidden):
+            status = 403
+        return render(request, "chat/invite_invalid.html", {"detail": error.detail}, status=status)
+    if selectors.membership_of(room=found.room, user=request.user) is not None:
+        return redirect("chat:room", slug=found.room.slug)
+    return render(request, "chat/invite.html", {"invite": found, "room": found.room})
 
 
 async def _probe(checks) -> JsonResponse:

@@ -211,3 +211,101 @@ class TestMemberList:
         assert "Members (2)" in page
         assert 'data-user="alice"' in page and 'data-user="bob"' in page
         assert "owner" in page
+
+
+# ---------------------------------------------------------------- invites
+
+
+class TestInvites:
+    def test_owner_makes_a_link_and_someone_joins_with_it(self, alice, bob, private_room):
+        from chat.models import Invite
+
+        invite = services.create_invite(room=private_room, actor=alice, hours=24)
+        assert len(invite.token) >= 32
+        assert services.accept_invite(token=invite.token, user=bob) == private_room
+        assert Membership.objects.filter(room=private_room, user=bob).exists()
+        services.accept_invite(token=invite.token, user=bob)  # again: nothing new
+        assert Invite.objects.get(pk=invite.pk).uses == 1
+
+    def test_only_the_owner_of_a_private_room(self, alice, bob, room, private_room):
+        services.add_member(room=private_room, actor=alice, username="bob")
+        with pytest.raises(services.Forbidden):
+            services.create_invite(room=private_room, actor=bob)
+        with pytest.raises(services.InvalidInput, match="public room"):
+            services.create_invite(room=room, actor=alice)
+        with pytest.raises(services.InvalidInput, match="hours"):
+            services.create_invite(room=private_room, actor=alice, hours=5)
+        invite = services.create_invite(room=private_room, actor=alice)
+        with pytest.raises(services.Forbidden):
+            services.revoke_invite(invite=invite, actor=bob)
+
+    def test_revoked_expired_and_unknown_links_are_refused(self, alice, bob, private_room):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from chat.models import Invite
+
+        revoked = services.create_invite(room=private_room, actor=alice)
+        assert services.revoke_invite(invite=revoked, actor=alice) is True
+        assert services.revoke_invite(invite=revoked, actor=alice) is False
+        expired = services.create_invite(room=private_room, actor=alice, hours=1)
+        Invite.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(1))
+        with pytest.raises(services.InvalidInput, match="revoked"):
+            services.accept_invite(token=revoked.token, user=bob)
+        with pytest.raises(services.InvalidInput, match="expired"):
+            services.accept_invite(token=expired.token, user=bob)
+        with pytest.raises(services.NotFound, match="not valid"):
+            services.accept_invite(token="nope", user=bob)
+        assert not Membership.objects.filter(room=private_room, user=bob).exists()
+
+    def test_a_banned_user_stays_out(self, alice, bob, private_room):
+        services.add_member(room=private_room, actor=alice, username="bob")
+        services.ban_user(room=private_room, user=bob, actor=alice)
+        invite = services.create_invite(room=private_room, actor=alice)
+        with pytest.raises(services.Forbidden):
+            services.accept_invite(token=invite.token, user=bob)
+        assert Membership.objects.get(room=private_room, user=bob).is_banned
+
+    def test_links_per_room_are_capped(self, alice, private_room, settings):
+        settings.CHAT_INVITES_PER_ROOM = 2
+        first = services.create_invite(room=private_room, actor=alice)
+        services.create_invite(room=private_room, actor=alice)
+        with pytest.raises(services.InvalidInput, match="revoke one first"):
+            services.create_invite(room=private_room, actor=alice)
+        services.revoke_invite(invite=first, actor=alice)
+        services.create_invite(room=private_room, actor=alice)
+
+    def test_settings_page_makes_lists_and_revokes(self, alice, bob, private_room):
+        from chat.models import Invite
+
+        owner = logged_in(alice)
+        response = owner.post(f"/rooms/{private_room.slug}/invites/", {"hours": "24"})
+        assert response.status_code == 302
+        invite = Invite.objects.get(room=private_room)
+        page = owner.get(f"/rooms/{private_room.slug}/settings/").content.decode()
+        assert f"http://localhost/invite/{invite.token}/" in page
+        assert logged_in(bob).post(f"/rooms/{private_room.slug}/invites/").status_code == 404
+        owner.post(f"/rooms/{private_room.slug}/invites/{invite.pk}/revoke/")
+        page = owner.get(f"/rooms/{private_room.slug}/settings/").content.decode()
+        assert invite.token not in page and "No invite links work now." in page
+
+    def test_invite_page_joins_on_post_and_explains_dead_links(self, alice, bob, private_room):
+        invite = services.create_invite(room=private_room, actor=alice)
+        guest = logged_in(bob)
+        page = guest.get(f"/invite/{invite.token}/")
+        assert page.status_code == 200 and "Join Secret plans" in page.content.decode()
+        assert not Membership.objects.filter(room=private_room, user=bob).exists()
+        response = guest.post(f"/invite/{invite.token}/")
+        assert response.status_code == 302 and response.url == f"/rooms/{private_room.slug}/"
+        assert guest.get(f"/rooms/{private_room.slug}/").status_code == 200
+        assert guest.get(f"/invite/{invite.token}/").status_code == 302  # a member already
+        services.revoke_invite(invite=invite, actor=alice)
+        page = logged_in(alice).get(f"/invite/{invite.token}/")
+        assert page.status_code == 410 and "revoked" in page.content.decode()
+        assert logged_in(bob).get("/invite/unknown-token/").status_code == 404
+
+    def test_invite_link_needs_login(self, alice, private_room):
+        invite = services.create_invite(room=private_room, actor=alice)
+        response = Client(HTTP_HOST="localhost").get(f"/invite/{invite.token}/")
+        assert response.status_code == 302 and response.url.startswith("/accounts/login/")

@@ -14,6 +14,15 @@ from .access import (
 )
 from .accounts import check_username, record_username
 from .errors import Forbidden, InvalidInput, Locked, Muted, NotFound, RateLimited, ServiceError
+from .invites import (
+    DEFAULT_INVITE_HOURS,
+    INVITE_HOURS,
+    accept_invite,
+    active_invites,
+    create_invite,
+    revoke_invite,
+    usable_invite,
+)
 from .messages import (
     MUTED_INDEFINITELY,
     Posted,
@@ -56,6 +65,13 @@ from .rooms import (
 from .sessions import end_session
 
 __all__ = [
+    "DEFAULT_INVITE_HOURS",
+    "INVITE_HOURS",
+    "accept_invite",
+    "active_invites",
+    "create_invite",
+    "revoke_invite",
+    "usable_invite",
     "membership_removed",
     "password_changed",
     "room_became_private",

@@ -93,3 +93,42 @@ def test_member_list_shows_everyone_online_first_with_roles(live, new_page, make
     )
     alice.close()
     expect(members.first).to_have_text("bob member online")
+
+
+def test_invite_link_lets_another_user_in_until_revoked(live, new_page, make_user):
+    from chat import services
+    from tests.e2e.pages import log_in
+
+    alice_user = make_user("alice")
+    make_user("bob")
+    make_user("carol")
+    room = services.create_room(owner=alice_user, name="Hideout", is_private=True)
+    alice, bob, carol = new_page(), new_page(), new_page()
+    log_in(alice, live, "alice")
+    open_room(alice, live, room.slug)
+    alice.get_by_role("link", name="Room settings").click()
+    alice.get_by_label("Link works for").select_option(label="1 day")
+    alice.get_by_role("button", name="Make an invite link").click()
+    links = alice.get_by_role("list", name="Invite links that work").get_by_role("textbox")
+    expect(links).to_have_count(1)
+    url = links.first.input_value()
+    assert url.startswith(f"{live.url}/invite/")
+
+    log_in(bob, live, "bob")
+    bob.goto(url)
+    bob.get_by_role("button", name="Join Hideout").click()
+    expect(bob).to_have_url(f"{live.url}/rooms/{room.slug}/")
+    expect(bob.get_by_role("status")).to_have_text("Connected")
+    send(bob, "thanks for the invite")
+    open_room(alice, live, room.slug)
+    expect(alice.get_by_role("log").get_by_text("thanks for the invite")).to_be_visible()
+
+    alice.get_by_role("link", name="Room settings").click()
+    alice.get_by_role("button", name="Revoke link 1").click()
+    expect(alice.get_by_text("No invite links work now.")).to_be_visible()
+    log_in(carol, live, "carol")
+    carol.goto(url)
+    expect(carol.get_by_role("heading", name="This invite link does not work")).to_be_visible()
+    expect(carol.get_by_role("alert")).to_contain_text("revoked")
+    carol.goto(f"{live.url}/rooms/{room.slug}/")
+    expect(carol.get_by_role("heading", name="Hideout")).to_have_count(0)
