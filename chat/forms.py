@@ -23,6 +23,10 @@ class TopicForm(forms.Form):
     )
 
 
+class DirectForm(forms.Form):
+    username = forms.CharField(label="Username", max_length=150, strip=True)
+
+
 class AddMemberForm(forms.Form):
     username = forms.CharField(max_length=150, strip=True)
 

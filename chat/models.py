@@ -38,6 +38,17 @@ class Room(models.Model):
         "locked", default=False, help_text="Read-only: nobody can send messages."
     )
 
+    class Kind(models.TextChoices):
+        ROOM = "room"
+        DIRECT = "direct", "direct conversation"
+
+    # A direct conversation is a private room of exactly two members, one per
+    # pair of users: direct_key is "<lower user id>-<higher user id>".
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ROOM)
+    direct_key = models.CharField(  # noqa: DJ001 (NULL for rooms: unique among the direct ones)
+        max_length=50, null=True, blank=True, unique=True, editable=False
+    )
+
     objects = RoomQuerySet.as_manager()
 
     class Meta:
@@ -46,10 +57,19 @@ class Room(models.Model):
             models.CheckConstraint(
                 condition=Q(slug__regex=r"^[a-z0-9-]{1,50}$"), name="room_slug_format"
             ),
+            models.CheckConstraint(
+                condition=Q(kind="room", direct_key__isnull=True)
+                | Q(kind="direct", is_private=True, direct_key__isnull=False),
+                name="room_kind_valid",
+            ),
         ]
 
     def __str__(self):
         return self.name
+
+    @property
+    def is_direct(self) -> bool:
+        return self.kind == Room.Kind.DIRECT
 
 
 class Membership(models.Model):

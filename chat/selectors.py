@@ -68,6 +68,7 @@ def room_directory(*, user: User, page: int | str | None = 1) -> Page:
     ]
     rooms = (
         Room.objects.visible_to(user)
+        .filter(kind=Room.Kind.ROOM)
         .annotate(read_upto=Subquery(my_position))
         .annotate(
             member_count=_count_of(Membership.objects.filter(room=OuterRef("pk"), is_banned=False)),
@@ -84,6 +85,44 @@ def room_directory(*, user: User, page: int | str | None = 1) -> Page:
     for room in directory:
         room.online = counts.get(room.pk, 0)
     return directory
+
+
+def direct_conversations(*, user: User, limit: int = 100) -> list[Room]:
+    """The user's direct conversations (not those they are banned from), each
+    with `partner` (the other person's username) and `unread`, those with the
+    latest messages first."""
+    my_position = Membership.objects.filter(room=OuterRef("pk"), user=user).values("last_read_seq")[
+        :1
+    ]
+    partner = (
+        Membership.objects.filter(room=OuterRef("pk"))
+        .exclude(user=user)
+        .values("user__username")[:1]
+    )
+    return list(
+        Room.objects.visible_to(user)
+        .filter(kind=Room.Kind.DIRECT)
+        .annotate(read_upto=Subquery(my_position), partner=Subquery(partner))
+        .annotate(
+            unread=_count_of(
+                Message.objects.visible()
+                .filter(room=OuterRef("pk"), seq__gt=OuterRef("read_upto"))
+                .exclude(author=user)
+            )
+        )
+        .order_by("-last_seq", "-pk")[:limit]
+    )
+
+
+def direct_partner_name(*, room: Room, user: User) -> str:
+    """The other person in a direct conversation (for its title)."""
+    return (
+        Membership.objects.filter(room=room)
+        .exclude(user=user)
+        .values_list("user__username", flat=True)
+        .first()
+        or room.name
+    )
 
 
 @dataclass
@@ -117,7 +156,7 @@ def _socket_access_sql() -> tuple[str, list[str]]:
     return sql, user_fields
 
 
-_ROOM_FIELDS = ["id", "name", "slug", "is_private", "is_locked", "owner_id"]
+_ROOM_FIELDS = ["id", "name", "slug", "is_private", "is_locked", "owner_id", "kind"]
 
 
 def socket_access(*, session: SessionBase, slug: str) -> SocketAccess | None:
@@ -232,7 +271,7 @@ def member_list(*, room: Room, limit: int = 200) -> tuple[list[MemberEntry], int
     entries = [
         MemberEntry(
             username=name,
-            role="owner" if user_id == room.owner_id else role,
+            role="owner" if user_id == room.owner_id and not room.is_direct else role,
             online=name in online,
         )
         for name, user_id, role in names_online + names_offline
@@ -318,8 +357,8 @@ def _rank(
         membership = membership_of(room=room, user=user)
     if banned_lose_rank and membership is not None and membership.is_banned:
         return RANK_MEMBER
-    if room.owner_id == user.pk:
-        return RANK_OWNER
+    if room.owner_id == user.pk and not room.is_direct:
+        return RANK_OWNER  # (who started a direct conversation owns nothing in it)
     if membership is None:
         return RANK_MEMBER
     return _ROLE_RANK[membership.role]
@@ -348,7 +387,7 @@ def can_add_members(*, user: User, room: Room) -> bool:
     add-membership permission."""
     if is_site_moderator(user=user, perm=ADD_MEMBERS):
         return True
-    if room.owner_id != user.pk or not user.is_active:
+    if room.is_direct or room.owner_id != user.pk or not user.is_active:
         return False
     membership = membership_of(room=room, user=user)
     return membership is None or not membership.is_banned

@@ -19,6 +19,8 @@ urlpatterns = [
         name="revoke_invite",
     ),
     path("invite/<str:token>/", views.invite, name="invite"),
+    path("dm/", views.direct, name="direct_start"),
+    path("dm/<str:username>/", views.direct, name="direct"),
     # The frames of a client whose WebSocket is blocked (its events: chat.sse).
     path("sse/rooms/<str:slug>/", sse.post_frame, name="sse_frame"),
 ]

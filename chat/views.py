@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import health, selectors, services, wire
-from .forms import AddMemberForm, RoomForm, SignupForm, TopicForm
+from .forms import AddMemberForm, DirectForm, RoomForm, SignupForm, TopicForm
 from .models import Invite, Message
 
 
@@ -30,7 +30,16 @@ def signup(request):
 @login_required
 def directory(request):
     rooms = selectors.room_directory(user=request.user, page=request.GET.get("page"))
-    return render(request, "chat/directory.html", {"rooms": rooms, "form": RoomForm()})
+    return render(
+        request,
+        "chat/directory.html",
+        {
+            "rooms": rooms,
+            "form": RoomForm(),
+            "directs": selectors.direct_conversations(user=request.user),
+            "direct_form": DirectForm(auto_id="direct_%s"),
+        },
+    )
 
 
 @login_required
@@ -69,11 +78,15 @@ def room(request, slug):
     can_add_members = selectors.can_add_members(user=request.user, room=room)
     can_moderate = selectors.can_moderate(user=request.user, room=room)
     members, member_total = selectors.member_list(room=room, limit=MEMBERS_SHOWN)
+    title = (
+        selectors.direct_partner_name(room=room, user=request.user) if room.is_direct else room.name
+    )
     return render(
         request,
         "chat/room.html",
         {
             "room": room,
+            "title": title,
             "membership": membership,
             "can_add_members": can_add_members,
             "members": members,
@@ -130,6 +143,39 @@ def add_member(request, slug):
     else:
         messages.error(request, "Give a username to add.")
     return redirect("chat:room", slug=room.slug)
+
+
+@never_cache
+@login_required
+def direct(request, username=None):
+    """GET /dm/<username>/: the conversation with them if there is one, else
+    a page to start it. POST (from that page, or the directory's form with
+    `username`): start it, or open the one there is."""
+    if request.method == "POST":
+        form = DirectForm({"username": username} if username else request.POST)
+        if form.is_valid():
+            try:
+                room = services.start_direct(
+                    user=request.user, username=form.cleaned_data["username"]
+                )
+            except services.ServiceError as error:
+                form.add_error("username", error.detail)
+                return render(request, "chat/direct.html", {"form": form}, status=error.http_status)
+            return redirect("chat:room", slug=room.slug)
+        return render(request, "chat/direct.html", {"form": form}, status=400)
+    if username is None:
+        return render(request, "chat/direct.html", {"form": DirectForm()})
+    try:
+        other = services.direct_partner(user=request.user, username=username)
+    except services.ServiceError as error:
+        form = DirectForm({"username": username})
+        form.is_valid()
+        form.add_error("username", error.detail)
+        return render(request, "chat/direct.html", {"form": form}, status=error.http_status)
+    existing = services.find_direct(user=request.user, other=other)
+    if existing is not None:
+        return redirect("chat:room", slug=existing.slug)
+    return render(request, "chat/direct.html", {"other": other, "form": DirectForm()})
 
 
 @login_required

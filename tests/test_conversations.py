@@ -309,3 +309,117 @@ class TestInvites:
         invite = services.create_invite(room=private_room, actor=alice)
         response = Client(HTTP_HOST="localhost").get(f"/invite/{invite.token}/")
         assert response.status_code == 302 and response.url.startswith("/accounts/login/")
+
+
+# ---------------------------------------------------------------- direct messages
+
+
+class TestDirect:
+    def test_start_makes_a_private_room_of_two_once_per_pair(self, alice, bob):
+        room = services.start_direct(user=alice, username="bob")
+        assert room.kind == "direct" and room.is_private and room.slug.startswith("dm-")
+        members = set(Membership.objects.filter(room=room).values_list("user__username", flat=True))
+        assert members == {"alice", "bob"}
+        assert services.start_direct(user=alice, username=" bob ") == room
+        assert services.start_direct(user=bob, username="alice") == room  # either side
+        assert Room.objects.filter(kind="direct").count() == 1
+
+    def test_bad_partners_are_refused(self, alice, make_user):
+        make_user("gone", is_active=False)
+        with pytest.raises(services.InvalidInput, match="someone else"):
+            services.start_direct(user=alice, username="alice")
+        for name in ("nobody", "gone", ""):
+            with pytest.raises(services.NotFound):
+                services.start_direct(user=alice, username=name)
+        assert not Room.objects.filter(kind="direct").exists()
+
+    def test_names_matching_nobody_are_capped(self, alice, bob, settings):
+        settings.CHAT_ADD_MEMBER_MISS_LIMIT = (2, 3600)
+        for _ in range(2):
+            with pytest.raises(services.NotFound):
+                services.start_direct(user=alice, username="nobody")
+        with pytest.raises(services.RateLimited):
+            services.start_direct(user=alice, username="bob")
+
+    def test_new_conversations_per_hour_are_capped(self, alice, make_user, settings):
+        settings.CHAT_DIRECT_PER_HOUR = 2
+        for name in ("u1", "u2", "u3"):
+            make_user(name)
+        services.start_direct(user=alice, username="u1")
+        services.start_direct(user=alice, username="u2")
+        with pytest.raises(services.RateLimited, match="2 conversations an hour"):
+            services.start_direct(user=alice, username="u3")
+        services.start_direct(user=alice, username="u1")  # an existing one opens
+
+    def test_nobody_else_gets_in_and_nobody_owns_it(self, alice, bob, carol):
+        from chat import selectors
+
+        room = services.start_direct(user=alice, username="bob")
+        with pytest.raises(selectors.RoomNotFound):
+            selectors.get_room_for(user=carol, slug=room.slug)
+        with pytest.raises(services.InvalidInput):
+            services.add_member(room=room, actor=alice, username="carol")
+        with pytest.raises(services.InvalidInput):
+            services.set_topic(room=room, actor=alice, topic="ours")
+        with pytest.raises(services.InvalidInput):
+            services.create_invite(room=room, actor=alice)
+        with pytest.raises(services.InvalidInput):
+            services.leave_room(room=room, user=bob)
+        with pytest.raises(services.Forbidden):
+            services.ban_user(room=room, user=bob, actor=alice)
+        assert not selectors.can_moderate(user=alice, room=room)
+        assert not Membership.objects.filter(room=room, user=carol).exists()
+        assert logged_in(carol).get(f"/rooms/{room.slug}/").status_code == 404
+
+    def test_staff_moderate_it_and_messages_are_reportable(self, alice, bob, make_user):
+        staff = make_user("mod", is_staff=True, is_superuser=True)
+        room = services.start_direct(user=alice, username="bob")
+        message = services.store_message(room=room, author=bob, body="hi", client_id=None)
+        services.report_message(message=message.message, reporter=alice, reason="rude")
+        assert services.ban_user(room=room, user=bob, actor=staff)
+
+    def test_directory_shows_them_apart_with_the_other_name(self, alice, bob, room):
+        direct = services.start_direct(user=alice, username="bob")
+        services.store_message(room=direct, author=bob, body="psst", client_id=None)
+        page = logged_in(alice).get("/").content.decode()
+        rooms_part, direct_part = page.split('id="direct-heading"')
+        assert "General" in rooms_part and direct.slug not in rooms_part
+        assert f'href="/rooms/{direct.slug}/" class="room-link">bob</a>' in direct_part
+        assert "1 unread" in direct_part
+        page = logged_in(bob).get("/").content.decode()
+        assert f'href="/rooms/{direct.slug}/" class="room-link">alice</a>' in page
+        room_page = logged_in(bob).get(f"/rooms/{direct.slug}/").content.decode()
+        assert "<title>alice" in room_page and "Leave room" not in room_page
+
+    def test_dm_route_opens_or_offers_to_start(self, alice, bob):
+        client = logged_in(alice)
+        page = client.get("/dm/bob/")
+        assert page.status_code == 200 and "Message bob" in page.content.decode()
+        assert not Room.objects.filter(kind="direct").exists()  # a GET starts nothing
+        response = client.post("/dm/bob/")
+        room = Room.objects.get(kind="direct")
+        assert response.status_code == 302 and response.url == f"/rooms/{room.slug}/"
+        assert client.get("/dm/bob/").url == f"/rooms/{room.slug}/"
+        assert client.post("/dm/", {"username": "bob"}).url == f"/rooms/{room.slug}/"
+        assert client.post("/dm/", {"username": "nobody"}).status_code == 404
+        assert client.get("/dm/nobody/").status_code == 404
+        assert client.post("/dm/alice/").status_code == 400
+
+    def test_member_list_offers_a_message_link(self, alice, bob, room):
+        services.join_room(room=room, user=bob)
+        page = logged_in(bob).get(f"/rooms/{room.slug}/").content.decode()
+        assert 'href="/dm/alice/"' in page and 'href="/dm/bob/"' not in page
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.both_transports
+async def test_direct_conversation_through_the_same_consumer(connect, alice, bob, carol):
+    room = await sync_to_async(services.start_direct)(user=alice, username="bob")
+    a, hello, _ = await connect(alice, room.slug)
+    assert hello["room"]["slug"] == room.slug
+    b, _, _ = await connect(bob, room.slug)
+    await a.send(type="message.send", body="just us", client_id="d-1")
+    assert (await b.expect("message"))["message"]["body"] == "just us"
+    await a.expect("ack", client_id="d-1")
+    stranger, _, _ = await connect(carol, room.slug, expect_hello=False)
+    await stranger.expect_closed(4403)

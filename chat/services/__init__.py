@@ -57,10 +57,13 @@ from .rooms import (
     check_room_name,
     check_topic,
     create_room,
+    direct_partner,
+    find_direct,
     join_room,
     leave_room,
     set_topic,
     slug_for,
+    start_direct,
 )
 from .sessions import end_session
 
@@ -96,6 +99,9 @@ __all__ = [
     "close_presence",
     "close_report",
     "create_room",
+    "direct_partner",
+    "find_direct",
+    "start_direct",
     "end_session",
     "join_room",
     "leave_room",

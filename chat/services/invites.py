@@ -32,12 +32,12 @@ def create_invite(*, room: Room, actor: User, hours: int | str = DEFAULT_INVITE_
     """A new link to a private room, by its owner (or staff who may change
     rooms), lasting `hours` (one of INVITE_HOURS). At most
     CHAT_INVITES_PER_ROOM usable links per room at once."""
+    if room.is_direct:
+        raise InvalidInput("A direct conversation has exactly two people: no invites.")
     if not selectors.can_manage_room(user=actor, room=room):
         raise Forbidden("Only the room's owner can make invite links.")
     if not room.is_private:
         raise InvalidInput("Anyone can open a public room: share its address instead.")
-    if getattr(room, "kind", "room") != "room":
-        raise InvalidInput("A direct conversation has exactly two people: no invites.")
     if str(hours) not in {str(h) for h in INVITE_HOURS}:
         offered = ", ".join(str(h) for h in INVITE_HOURS)
         raise InvalidInput(f"An invite lasts one of {offered} hours.")

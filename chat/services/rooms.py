@@ -17,7 +17,7 @@ from django.utils.text import slugify
 
 from .. import events, selectors, text, throttle, wire
 from ..models import TOPIC_MAX_LENGTH, Membership, Room
-from .errors import Forbidden, InvalidInput, RateLimited
+from .errors import Forbidden, InvalidInput, NotFound, RateLimited
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -149,6 +149,8 @@ def add_member(*, room: Room, actor: User, username: str) -> Membership | None:
     form cannot be used to find out who has an account. Names that match
     nobody are counted per actor (CHAT_ADD_MEMBER_MISS_LIMIT), and past the
     limit the form waits."""
+    if room.is_direct:
+        raise InvalidInput("A direct conversation has exactly two people.")
     if not selectors.can_add_members(user=actor, room=room):
         raise Forbidden("Only the room's owner can add members.")
     limit = settings.CHAT_ADD_MEMBER_MISS_LIMIT
@@ -190,6 +192,8 @@ def set_topic(*, room: Room, actor: User, topic: str) -> bool:
     """The room's owner (or staff who may change rooms) sets its one-line
     topic ("" clears it). Open room pages are told with a `topic` frame.
     False if it was that already."""
+    if room.is_direct:
+        raise InvalidInput("A direct conversation has no topic.")
     if not selectors.can_manage_room(user=actor, room=room):
         raise Forbidden("Only the room's owner can set its topic.")
     topic = check_topic(topic=topic)
@@ -211,6 +215,8 @@ def leave_room(*, room: Room, user: User) -> bool:
     room is closed to them until someone adds or invites them again. False if
     they were not a member. An owner hands the room over first; a banned or
     muted member cannot leave (that would lift the ban or the mute)."""
+    if room.is_direct:
+        raise InvalidInput("A direct conversation cannot be left.")
     if room.owner_id == user.pk:
         raise Forbidden(f"You own {room.name}: give the room to someone else before you leave it.")
     membership = Membership.objects.select_for_update().filter(room=room, user=user).first()
@@ -227,3 +233,87 @@ def leave_room(*, room: Room, user: User) -> bool:
         events.room_close(room.pk, code=events.Close.LEFT, user_id=user.pk),
     )
     return True
+
+
+# ---------------------------------------------------------------- direct conversations
+
+
+def _direct_key(one: User, other: User) -> str:
+    low, high = sorted([one.pk, other.pk])
+    return f"{low}-{high}"
+
+
+def _check_direct_per_hour(user: User) -> None:
+    cap = settings.CHAT_DIRECT_PER_HOUR
+    if not cap:
+        return
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    since = timezone.now() - timedelta(hours=1)
+    recent = list(
+        Room.objects.filter(owner=user, kind=Room.Kind.DIRECT, created__gte=since)
+        .order_by("-created")
+        .values_list("created", flat=True)[:cap]
+    )
+    if len(recent) >= cap:
+        wait = (recent[-1] + timedelta(hours=1) - timezone.now()).total_seconds()
+        raise RateLimited(
+            f"You can start {cap} conversations an hour; try again {throttle.wait_text(wait)}.",
+            retry_after=round(max(wait, 1.0), 1),
+        )
+
+
+def direct_partner(*, user: User, username: str) -> User:
+    """The active account called `username`, to talk to; a name that matches
+    nobody counts against the actor (CHAT_ADD_MEMBER_MISS_LIMIT), as adding
+    members does, so that the form cannot list who has an account."""
+    limit = settings.CHAT_ADD_MEMBER_MISS_LIMIT
+    wait = throttle.retry_after("direct-miss", str(user.pk), limit)
+    if wait is not None:
+        raise RateLimited(
+            f"Too many names that matched no account; try again {throttle.wait_text(wait)}.",
+            retry_after=round(wait, 1),
+        )
+    username = username.strip() if isinstance(username, str) else ""
+    other = get_user_model().objects.filter(username=username, is_active=True).first()
+    if other is None:
+        throttle.record("direct-miss", str(user.pk), limit)
+        raise NotFound(f"There is nobody called {username[:150]} to talk to.")
+    if other.pk == user.pk:
+        raise InvalidInput("A direct conversation is with someone else.")
+    return other
+
+
+def find_direct(*, user: User, other: User) -> Room | None:
+    return Room.objects.filter(direct_key=_direct_key(user, other)).first()
+
+
+def start_direct(*, user: User, username: str) -> Room:
+    """The direct conversation between `user` and the account `username`: a
+    private room of kind "direct" with the two of them as members, one per
+    pair (starting it again, from either side, gives the same room). At most
+    CHAT_DIRECT_PER_HOUR new ones per user an hour."""
+    other = direct_partner(user=user, username=username)
+    existing = find_direct(user=user, other=other)
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            _check_direct_per_hour(user)
+            names = sorted([user.username, other.username])
+            room = Room.objects.create(
+                name=" & ".join(names)[:100],
+                slug=f"dm-{secrets.token_hex(8)}",
+                is_private=True,
+                owner=user,
+                kind=Room.Kind.DIRECT,
+                direct_key=_direct_key(user, other),
+            )
+            Membership.objects.bulk_create(
+                [Membership(room=room, user=user), Membership(room=room, user=other)]
+            )
+    except IntegrityError:  # the other side started it at the same moment
+        existing = find_direct(user=user, other=other)
+        if existing is None:
+            raise
+        return existing
+    return room

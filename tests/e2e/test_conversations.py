@@ -132,3 +132,38 @@ def test_invite_link_lets_another_user_in_until_revoked(live, new_page, make_use
     expect(carol.get_by_role("alert")).to_contain_text("revoked")
     carol.goto(f"{live.url}/rooms/{room.slug}/")
     expect(carol.get_by_role("heading", name="Hideout")).to_have_count(0)
+
+
+def test_direct_message_started_from_a_name(live, new_page, make_user):
+    from chat.models import Room
+
+    room, alice, bob = alice_and_bob_in_lobby(live, new_page, make_user)
+    open_room(bob, live, room.slug)
+    bob.get_by_role("link", name="Message alice").click()
+    expect(bob.get_by_role("heading", name="Message alice")).to_be_visible()
+    bob.get_by_role("button", name="Start the conversation").click()
+    expect(bob.get_by_role("heading", name="alice")).to_be_visible()
+    expect(bob.get_by_role("status")).to_have_text("Connected")
+    dm_url = bob.url
+    assert Room.objects.get(kind="direct").slug in dm_url
+    send(bob, "just between us")
+
+    # Alice finds it apart from the rooms, under Bob's name, unread.
+    alice.goto(live.url + "/")
+    directs = alice.get_by_role("region", name="Direct messages")
+    expect(directs.get_by_role("link", name="bob")).to_be_visible()
+    expect(directs.locator(".unread-count")).to_have_text("1 unread")
+    expect(alice.get_by_role("region", name="Rooms").get_by_role("link")).to_have_text(["Lobby"])
+    directs.get_by_role("link", name="bob").click()
+    expect(alice).to_have_url(dm_url)
+    expect(alice.get_by_role("status")).to_have_text("Connected")
+    expect(alice.get_by_role("log").get_by_text("just between us")).to_be_visible()
+    send(alice, "sure")
+    expect(bob.get_by_role("log").get_by_text("sure", exact=True)).to_be_visible()
+
+    # Starting it again, from the directory's form, opens the same one.
+    bob.goto(live.url + "/")
+    bob.get_by_label("Message someone").fill("alice")
+    bob.get_by_role("button", name="Message", exact=True).click()
+    expect(bob).to_have_url(dm_url)
+    assert Room.objects.filter(kind="direct").count() == 1
