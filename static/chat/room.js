@@ -580,4 +580,8 @@ Object.defineProperty(window, "chat", {
 // Entering the room puts you in the composer (not on touch screens, where
 // that would throw the keyboard over the messages).
 if (!matchMedia("(pointer: coarse)").matches) input.focus();
+// Leaving from this page: its own socket's 4410 must not race the form's
+// redirect (which carries the "You left" notice) to the directory.
+document.querySelector(".leave-form")?.addEventListener("submit", () => connection.stop());
+
 connection.start();
