@@ -147,6 +147,11 @@ class RoomAdminForm(forms.ModelForm):
         except services.ServiceError as error:
             raise forms.ValidationError(error.detail) from None
 
+    def clean_is_private(self):
+        if self.instance.pk and self.instance.is_direct and not self.cleaned_data["is_private"]:
+            raise forms.ValidationError("A direct conversation stays private.")
+        return self.cleaned_data["is_private"]
+
     def clean_topic(self):
         try:
             return services.check_topic(topic=self.cleaned_data.get("topic", ""))
@@ -173,15 +178,17 @@ class RoomAdmin(admin.ModelAdmin):
         "name",
         "slug",
         "owner",
+        "kind",
         "is_private",
         "locked",
         "member_count",
         "created",
     ]
-    list_filter = ["is_private", "is_locked", "created"]
+    list_filter = ["kind", "is_private", "is_locked", "created"]
     search_fields = ["name", "slug", "owner__username"]
-    # last_seq is the message counter's internals: not shown.
-    readonly_fields = ["created", "is_locked"]
+    # last_seq is the message counter's internals: not shown. A direct
+    # conversation stays one (services.start_direct makes them).
+    readonly_fields = ["created", "is_locked", "kind"]
     autocomplete_fields = ["owner"]
     inlines = [MembershipInline]
     actions = ["lock_rooms", "unlock_rooms"]

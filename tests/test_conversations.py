@@ -423,3 +423,23 @@ async def test_direct_conversation_through_the_same_consumer(connect, alice, bob
     await a.expect("ack", client_id="d-1")
     stranger, _, _ = await connect(carol, room.slug, expect_hello=False)
     await stranger.expect_closed(4403)
+
+
+def test_admin_keeps_a_direct_conversation_private(alice, bob, make_user):
+    staff = make_user("mod", is_staff=True, is_superuser=True)
+    room = services.start_direct(user=alice, username="bob")
+    page = logged_in(staff).get(f"/admin/chat/room/{room.pk}/change/")
+    assert page.status_code == 200
+    response = logged_in(staff).post(
+        f"/admin/chat/room/{room.pk}/change/",
+        {
+            "name": room.name,
+            "slug": room.slug,
+            "owner": alice.pk,
+            "topic": "",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200 and "stays private" in response.content.decode()
+    assert Room.objects.get(pk=room.pk).is_private
