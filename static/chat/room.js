@@ -198,6 +198,10 @@ function handle(frame) {
 
 const topicLine = document.getElementById("room-topic");
 const memberList = document.getElementById("members");
+// The member list starts folded (a phone shows the sidebar as a strip) and
+// opens where there is room for it.
+const membersBox = document.getElementById("members-box");
+if (membersBox && matchMedia("(min-width: 721px)").matches) membersBox.open = true;
 
 // The member list (drawn by the server, online first) follows presence:
 // who is online moves to the top; someone new in the room is added.
