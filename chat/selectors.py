@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import presence, wire
-from .models import Membership, Message, Room
+from .models import Invite, Membership, Message, Room
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -112,6 +112,25 @@ def direct_conversations(*, user: User, limit: int = 100) -> list[Room]:
         )
         .order_by("-last_seq", "-pk")[:limit]
     )
+
+
+def direct_key(one: User, other: User) -> str:
+    """Room.direct_key of the two users' conversation."""
+    low, high = sorted([one.pk, other.pk])
+    return f"{low}-{high}"
+
+
+def direct_between(*, user: User, other: User) -> Room | None:
+    """The direct conversation of the two users, if there is one."""
+    return Room.objects.filter(direct_key=direct_key(user, other)).first()
+
+
+def room_invites(*, room: Room) -> QuerySet[Invite]:
+    """The room's invite links that still work (not revoked, not expired),
+    newest first: for its settings page, whose view checks who may see it."""
+    return Invite.objects.filter(
+        room=room, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    ).select_related("created_by")
 
 
 def direct_partner_name(*, room: Room, user: User) -> str:
@@ -473,7 +492,9 @@ def member_states(
         states.append(
             MemberState(
                 username=user.username,
-                role="owner" if user.pk == room.owner_id else membership.role,
+                role="owner"
+                if user.pk == room.owner_id and not room.is_direct
+                else membership.role,
                 banned=membership.is_banned,
                 muted=muted,
                 muted_until=membership.muted_until

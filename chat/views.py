@@ -172,7 +172,7 @@ def direct(request, username=None):
         form.is_valid()
         form.add_error("username", error.detail)
         return render(request, "chat/direct.html", {"form": form}, status=error.http_status)
-    existing = services.find_direct(user=request.user, other=other)
+    existing = selectors.direct_between(user=request.user, other=other)
     if existing is not None:
         return redirect("chat:room", slug=existing.slug)
     return render(request, "chat/direct.html", {"other": other, "form": DirectForm()})
@@ -199,7 +199,7 @@ def _managed_room_or_403(request, slug):
 
 
 def _settings_page(request, room, *, topic_form=None, status=200):
-    invites = list(services.active_invites(room).select_related("created_by"))
+    invites = list(selectors.room_invites(room=room))
     for invite in invites:
         invite.url = request.build_absolute_uri(reverse("chat:invite", args=[invite.token]))
     return render(

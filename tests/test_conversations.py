@@ -324,6 +324,17 @@ class TestDirect:
         assert services.start_direct(user=bob, username="alice") == room  # either side
         assert Room.objects.filter(kind="direct").count() == 1
 
+    def test_restarting_puts_both_back_but_a_ban_holds(self, alice, bob, make_user):
+        staff = make_user("mod", is_staff=True, is_superuser=True)
+        room = services.start_direct(user=alice, username="bob")
+        services.remove_member(room=room, user=bob, actor=staff)
+        assert services.start_direct(user=bob, username="alice") == room
+        assert Membership.objects.filter(room=room, user=bob, is_banned=False).exists()
+        services.ban_user(room=room, user=bob, actor=staff)
+        services.start_direct(user=alice, username="bob")
+        assert Membership.objects.get(room=room, user=bob).is_banned
+        assert logged_in(bob).get(f"/rooms/{room.slug}/").status_code == 404
+
     def test_bad_partners_are_refused(self, alice, make_user):
         make_user("gone", is_active=False)
         with pytest.raises(services.InvalidInput, match="someone else"):

@@ -23,10 +23,6 @@ INVITE_HOURS = (1, 24, 24 * 7)
 DEFAULT_INVITE_HOURS = 24 * 7
 
 
-def active_invites(room: Room):
-    return Invite.objects.filter(room=room, revoked_at__isnull=True, expires_at__gt=timezone.now())
-
-
 @transaction.atomic
 def create_invite(*, room: Room, actor: User, hours: int | str = DEFAULT_INVITE_HOURS) -> Invite:
     """A new link to a private room, by its owner (or staff who may change
@@ -44,7 +40,7 @@ def create_invite(*, room: Room, actor: User, hours: int | str = DEFAULT_INVITE_
     # One creation at a time per room, so that parallel requests cannot pass the cap.
     Room.objects.select_for_update().filter(pk=room.pk).first()
     cap = settings.CHAT_INVITES_PER_ROOM
-    if cap and active_invites(room).count() >= cap:
+    if cap and selectors.room_invites(room=room).count() >= cap:
         raise InvalidInput(f"{room.name} has {cap} invite links that still work: revoke one first.")
     return Invite.objects.create(
         room=room,

@@ -238,11 +238,6 @@ def leave_room(*, room: Room, user: User) -> bool:
 # ---------------------------------------------------------------- direct conversations
 
 
-def _direct_key(one: User, other: User) -> str:
-    low, high = sorted([one.pk, other.pk])
-    return f"{low}-{high}"
-
-
 def _check_direct_per_hour(user: User) -> None:
     cap = settings.CHAT_DIRECT_PER_HOUR
     if not cap:
@@ -283,18 +278,17 @@ def direct_partner(*, user: User, username: str) -> User:
     return other
 
 
-def find_direct(*, user: User, other: User) -> Room | None:
-    return Room.objects.filter(direct_key=_direct_key(user, other)).first()
-
-
 def start_direct(*, user: User, username: str) -> Room:
     """The direct conversation between `user` and the account `username`: a
     private room of kind "direct" with the two of them as members, one per
     pair (starting it again, from either side, gives the same room). At most
     CHAT_DIRECT_PER_HOUR new ones per user an hour."""
     other = direct_partner(user=user, username=username)
-    existing = find_direct(user=user, other=other)
+    existing = selectors.direct_between(user=user, other=other)
     if existing is not None:
+        # Both stay in it (someone staff removed comes back; a ban holds).
+        for person in (user, other):
+            Membership.objects.get_or_create(room=existing, user=person)
         return existing
     try:
         with transaction.atomic():
@@ -306,13 +300,13 @@ def start_direct(*, user: User, username: str) -> Room:
                 is_private=True,
                 owner=user,
                 kind=Room.Kind.DIRECT,
-                direct_key=_direct_key(user, other),
+                direct_key=selectors.direct_key(user, other),
             )
             Membership.objects.bulk_create(
                 [Membership(room=room, user=user), Membership(room=room, user=other)]
             )
     except IntegrityError:  # the other side started it at the same moment
-        existing = find_direct(user=user, other=other)
+        existing = selectors.direct_between(user=user, other=other)
         if existing is None:
             raise
         return existing
