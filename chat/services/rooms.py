@@ -226,7 +226,7 @@ def leave_room(*, room: Room, user: User) -> bool:
         raise Forbidden(f"You are banned from {room.name}.")
     if membership.muted_until is not None and membership.muted_until > timezone.now():
         raise Forbidden(f"You are muted in {room.name}: you can leave once the mute ends.")
-    membership._left = True  # chat.signals: these sockets close with LEFT, not NO_ACCESS
+    membership._left = True  # type: ignore[attr-defined]  # chat.signals: LEFT, not NO_ACCESS
     membership.delete()
     events.send_on_commit(
         events.room_group(room.pk),
