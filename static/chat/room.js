@@ -217,6 +217,14 @@ function memberItem(user) {
   const presence = document.createElement("span");
   presence.className = "member-presence";
   item.append(name, " ", role, " ", presence);
+  if (user !== me && root.dataset.direct !== "1") {
+    const link = document.createElement("a");
+    link.href = `/dm/${encodeURIComponent(user)}/`;
+    link.className = "member-dm";
+    link.textContent = "Message";
+    link.setAttribute("aria-label", `Message ${user}`);
+    item.append(" ", link);
+  }
   return item;
 }
 
