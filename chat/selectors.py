@@ -255,6 +255,14 @@ def membership_of(*, room: Room, user: User) -> Membership | None:
     return Membership.objects.filter(room=room, user=user).first()
 
 
+def room_members(*, room: Room) -> list[Membership]:
+    return list(
+        Membership.objects.filter(room=room, is_banned=False)
+        .select_related("user")
+        .order_by("user__username")
+    )
+
+
 @dataclass
 class MemberEntry:
     username: str
