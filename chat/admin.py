@@ -25,7 +25,7 @@ from django.utils.text import Truncator
 
 from . import selectors, services, text
 from .forms import AdminAddUserForm, AdminChangeUserForm
-from .models import Membership, Message, MessageEdit, ModerationLog, Report, Room
+from .models import Invite, Membership, Message, MessageEdit, ModerationLog, Report, Room
 
 User = get_user_model()
 
@@ -154,6 +154,17 @@ class RoomAdminForm(forms.ModelForm):
         except services.ServiceError as error:
             raise forms.ValidationError(error.detail) from None
 
+    def clean_is_private(self):
+        if self.instance.pk and self.instance.is_direct and not self.cleaned_data["is_private"]:
+            raise forms.ValidationError("A direct conversation stays private.")
+        return self.cleaned_data["is_private"]
+
+    def clean_topic(self):
+        try:
+            return services.check_topic(topic=self.cleaned_data.get("topic", ""))
+        except services.ServiceError as error:
+            raise forms.ValidationError(error.detail) from None
+
 
 class MembershipInline(admin.TabularInline):
     model = Membership
@@ -174,15 +185,17 @@ class RoomAdmin(admin.ModelAdmin):
         "name",
         "slug",
         "owner",
+        "kind",
         "is_private",
         "locked",
         "member_count",
         "created",
     ]
-    list_filter = ["is_private", "is_locked", "created"]
+    list_filter = ["kind", "is_private", "is_locked", "created"]
     search_fields = ["name", "slug", "owner__username"]
-    # last_seq is the message counter's internals: not shown.
-    readonly_fields = ["created", "is_locked"]
+    # last_seq is the message counter's internals: not shown. A direct
+    # conversation stays one (services.start_direct makes them).
+    readonly_fields = ["created", "is_locked", "kind"]
     autocomplete_fields = ["owner"]
     inlines = [MembershipInline]
     actions = ["lock_rooms", "unlock_rooms"]
@@ -684,6 +697,32 @@ class ReportAdmin(admin.ModelAdmin):
 
 
 # ---------------------------------------------------------------- the log
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    """Invite links, to see and revoke (owners make them on the room's
+    settings page)."""
+
+    list_display = ["room", "created_by", "created", "expires_at", "revoked_at", "uses"]
+    list_filter = ["created", "expires_at"]
+    search_fields = ["room__name", "room__slug", "created_by__username"]
+    readonly_fields = ["room", "created_by", "created", "expires_at", "revoked_at", "uses"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected invite links", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = 0
+        for invite in queryset.select_related("room"):
+            try:
+                revoked += services.revoke_invite(invite=invite, actor=request.user)
+            except services.ServiceError as error:
+                self.message_user(request, error.detail, messages.ERROR)
+                return
+        self.message_user(request, f"Revoked {revoked} invite link(s).")
 
 
 @admin.register(ModerationLog)

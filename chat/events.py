@@ -25,6 +25,7 @@ class Close:
     SESSION_ENDED = 4401  # not logged in, or the session ended
     NO_ACCESS = 4403  # no such room, not a member, banned
     FRAME_TOO_LARGE = 4009  # a client frame over the limit
+    LEFT = 4410  # the user left the room: do not reconnect (the page goes to the directory)
     RECONNECT = 4000  # reconnect now: access is checked again (age, password, privacy)
     TOO_FAR_BEHIND = 4008  # the client stopped reading: too much queued for it
     NO_ROUTE = 4404  # no WebSocket endpoint at that path

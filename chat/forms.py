@@ -3,6 +3,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm, Use
 from django.core.exceptions import ValidationError
 
 from . import services
+from .models import TOPIC_MAX_LENGTH
 
 
 class RoomForm(forms.Form):
@@ -10,6 +11,20 @@ class RoomForm(forms.Form):
     private = forms.BooleanField(
         required=False, help_text="Only members can see and join it; you add them by username."
     )
+
+
+class TopicForm(forms.Form):
+    topic = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.TextInput(attrs={"maxlength": TOPIC_MAX_LENGTH}),
+        help_text=f"One line under the room's name, up to {TOPIC_MAX_LENGTH} characters; "
+        "empty to clear it.",
+    )
+
+
+class DirectForm(forms.Form):
+    username = forms.CharField(label="Username", max_length=150, strip=True)
 
 
 class AddMemberForm(forms.Form):

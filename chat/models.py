@@ -14,8 +14,13 @@ class RoomQuerySet(models.QuerySet):
         )
 
 
+TOPIC_MAX_LENGTH = 200
+
+
 class Room(models.Model):
     name = models.CharField(max_length=100)
+    # One line under the name (room page, directory); set by the owner.
+    topic = models.CharField(max_length=TOPIC_MAX_LENGTH, blank=True, default="")
     # What the name looks like (chat.text.skeleton): a new room may not look
     # like one its creator can already see.
     name_skeleton = models.CharField(max_length=300, db_index=True, editable=False, default="")
@@ -37,6 +42,17 @@ class Room(models.Model):
     # changes after the last one it saw.
     last_change = models.BigIntegerField(default=0, editable=False)
 
+    class Kind(models.TextChoices):
+        ROOM = "room"
+        DIRECT = "direct", "direct conversation"
+
+    # A direct conversation is a private room of exactly two members, one per
+    # pair of users: direct_key is "<lower user id>-<higher user id>".
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ROOM)
+    direct_key = models.CharField(  # noqa: DJ001 (NULL for rooms: unique among the direct ones)
+        max_length=50, null=True, blank=True, unique=True, editable=False
+    )
+
     objects = RoomQuerySet.as_manager()
 
     class Meta:
@@ -45,10 +61,19 @@ class Room(models.Model):
             models.CheckConstraint(
                 condition=Q(slug__regex=r"^[a-z0-9-]{1,50}$"), name="room_slug_format"
             ),
+            models.CheckConstraint(
+                condition=Q(kind="room", direct_key__isnull=True)
+                | Q(kind="direct", is_private=True, direct_key__isnull=False),
+                name="room_kind_valid",
+            ),
         ]
 
     def __str__(self):
         return self.name
+
+    @property
+    def is_direct(self) -> bool:
+        return self.kind == Room.Kind.DIRECT
 
 
 class Membership(models.Model):
@@ -82,6 +107,27 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.room} ({self.role})"
+
+
+class Invite(models.Model):
+    """A link that lets whoever opens it (logged in) into a private room,
+    until it expires or the owner revokes it."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="invites")
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    uses = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self):
+        return f"Invite to {self.room} by {self.created_by}"
 
 
 class UsernameSkeleton(models.Model):

@@ -164,6 +164,10 @@ class RedisPresence:
             counts = await pipe.execute()
         return dict(zip(room_ids, counts, strict=True))
 
+    async def online_users(self, room_id: int) -> list[str]:
+        """Who is online in the room (read only, as online_counts)."""
+        return sorted(_decode(await self._client().hkeys(self._keys(room_id)[1])))
+
 
 class MemoryPresence:
     """The same semantics in one process (no Redis configured)."""
@@ -211,6 +215,10 @@ class MemoryPresence:
             room_id: len({u for u, exp in self.rooms.get(room_id, {}).values() if exp > now})
             for room_id in room_ids
         }
+
+    async def online_users(self, room_id: int) -> list[str]:
+        now = time.time()
+        return sorted({u for u, exp in self.rooms.get(room_id, {}).values() if exp > now})
 
 
 _store: RedisPresence | MemoryPresence | None = None

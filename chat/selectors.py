@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import presence, search, wire
-from .models import Membership, Message, Reaction, Room
+from .models import Invite, Membership, Message, Reaction, Room
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -69,6 +69,7 @@ def room_directory(*, user: User, page: int | str | None = 1) -> Page:
     ]
     rooms = (
         Room.objects.visible_to(user)
+        .filter(kind=Room.Kind.ROOM)
         .annotate(read_upto=Subquery(my_position))
         .annotate(
             member_count=_count_of(Membership.objects.filter(room=OuterRef("pk"), is_banned=False)),
@@ -85,6 +86,63 @@ def room_directory(*, user: User, page: int | str | None = 1) -> Page:
     for room in directory:
         room.online = counts.get(room.pk, 0)
     return directory
+
+
+def direct_conversations(*, user: User, limit: int = 100) -> list[Room]:
+    """The user's direct conversations (not those they are banned from), each
+    with `partner` (the other person's username) and `unread`, those with the
+    latest messages first."""
+    my_position = Membership.objects.filter(room=OuterRef("pk"), user=user).values("last_read_seq")[
+        :1
+    ]
+    partner = (
+        Membership.objects.filter(room=OuterRef("pk"))
+        .exclude(user=user)
+        .values("user__username")[:1]
+    )
+    return list(
+        Room.objects.visible_to(user)
+        .filter(kind=Room.Kind.DIRECT)
+        .annotate(read_upto=Subquery(my_position), partner=Subquery(partner))
+        .annotate(
+            unread=_count_of(
+                Message.objects.visible()
+                .filter(room=OuterRef("pk"), seq__gt=OuterRef("read_upto"))
+                .exclude(author=user)
+            )
+        )
+        .order_by("-last_seq", "-pk")[:limit]
+    )
+
+
+def direct_key(one: User, other: User) -> str:
+    """Room.direct_key of the two users' conversation."""
+    low, high = sorted([one.pk, other.pk])
+    return f"{low}-{high}"
+
+
+def direct_between(*, user: User, other: User) -> Room | None:
+    """The direct conversation of the two users, if there is one."""
+    return Room.objects.filter(direct_key=direct_key(user, other)).first()
+
+
+def room_invites(*, room: Room) -> QuerySet[Invite]:
+    """The room's invite links that still work (not revoked, not expired),
+    newest first: for its settings page, whose view checks who may see it."""
+    return Invite.objects.filter(
+        room=room, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    ).select_related("created_by")
+
+
+def direct_partner_name(*, room: Room, user: User) -> str:
+    """The other person in a direct conversation (for its title)."""
+    return (
+        Membership.objects.filter(room=room)
+        .exclude(user=user)
+        .values_list("user__username", flat=True)
+        .first()
+        or room.name
+    )
 
 
 @dataclass
@@ -118,7 +176,7 @@ def _socket_access_sql() -> tuple[str, list[str]]:
     return sql, user_fields
 
 
-_ROOM_FIELDS = ["id", "name", "slug", "is_private", "is_locked", "owner_id"]
+_ROOM_FIELDS = ["id", "name", "slug", "is_private", "is_locked", "owner_id", "kind"]
 
 
 def socket_access(*, session: SessionBase, slug: str) -> SocketAccess | None:
@@ -210,6 +268,41 @@ def room_members(*, room: Room) -> list[Membership]:
         .select_related("user")
         .order_by("user__username")
     )
+
+
+@dataclass
+class MemberEntry:
+    username: str
+    role: str  # owner, moderator or member
+    online: bool
+
+
+def member_list(*, room: Room, limit: int = 200) -> tuple[list[MemberEntry], int]:
+    """The room's members (not banned) for anyone who may open the room:
+    those online first, then the rest, by name within each; at most `limit`,
+    and how many members there are in all."""
+    online = set(async_to_sync(presence.get_store().online_users)(room.pk))
+    rows = Membership.objects.filter(room=room, is_banned=False)
+    total = rows.count()
+    names_online = list(
+        rows.filter(user__username__in=online)
+        .order_by("user__username")
+        .values_list("user__username", "user_id", "role")[:limit]
+    )
+    names_offline = list(
+        rows.exclude(user__username__in=online)
+        .order_by("user__username")
+        .values_list("user__username", "user_id", "role")[: max(limit - len(names_online), 0)]
+    )
+    entries = [
+        MemberEntry(
+            username=name,
+            role="owner" if user_id == room.owner_id and not room.is_direct else role,
+            online=name in online,
+        )
+        for name, user_id, role in names_online + names_offline
+    ]
+    return entries, total
 
 
 def member_names(*, room: Room, prefix: str = "", limit: int = 10) -> list[str]:
@@ -313,8 +406,8 @@ def _rank(
         membership = membership_of(room=room, user=user)
     if banned_lose_rank and membership is not None and membership.is_banned:
         return RANK_MEMBER
-    if room.owner_id == user.pk:
-        return RANK_OWNER
+    if room.owner_id == user.pk and not room.is_direct:
+        return RANK_OWNER  # (who started a direct conversation owns nothing in it)
     if membership is None:
         return RANK_MEMBER
     return _ROLE_RANK[membership.role]
@@ -343,10 +436,16 @@ def can_add_members(*, user: User, room: Room) -> bool:
     add-membership permission."""
     if is_site_moderator(user=user, perm=ADD_MEMBERS):
         return True
-    if room.owner_id != user.pk or not user.is_active:
+    if room.is_direct or room.owner_id != user.pk or not user.is_active:
         return False
     membership = membership_of(room=room, user=user)
     return membership is None or not membership.is_banned
+
+
+def can_manage_room(*, user: User, room: Room) -> bool:
+    """The room's owner (unless banned) and staff who may change rooms: its
+    settings (topic, invites)."""
+    return moderation_rank(user=user, room=room, perm=MODERATE_ROOMS) >= RANK_OWNER
 
 
 def member_named(*, room: Room, username: str) -> Membership | None:
@@ -423,7 +522,9 @@ def member_states(
         states.append(
             MemberState(
                 username=user.username,
-                role="owner" if user.pk == room.owner_id else membership.role,
+                role="owner"
+                if user.pk == room.owner_id and not room.is_direct
+                else membership.role,
                 banned=membership.is_banned,
                 muted=muted,
                 muted_until=membership.muted_until

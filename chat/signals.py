@@ -83,6 +83,8 @@ def close_sockets_of_deleted_room(sender, instance, **kwargs):
 def close_sockets_of_removed_member(sender, instance, origin=None, **kwargs):
     if isinstance(origin, Room) or getattr(origin, "model", None) is Room:
         return  # the room itself is being deleted: that closes every socket in it
+    if getattr(instance, "_left", False):
+        return  # the member left (services.leave_room closes their sockets)
     room = Room.objects.filter(pk=instance.room_id).only("is_private").first()
     if room is not None:
         services.membership_removed(

@@ -10,6 +10,18 @@ urlpatterns = [
     path("rooms/<str:slug>/", views.room, name="room"),
     path("rooms/<str:slug>/members/", views.add_member, name="add_member"),
     path("rooms/<str:slug>/people/", views.people, name="people"),
+    path("rooms/<str:slug>/settings/", views.room_settings, name="room_settings"),
+    path("rooms/<str:slug>/topic/", views.set_topic, name="set_topic"),
+    path("rooms/<str:slug>/leave/", views.leave_room, name="leave_room"),
+    path("rooms/<str:slug>/invites/", views.create_invite, name="create_invite"),
+    path(
+        "rooms/<str:slug>/invites/<int:invite_id>/revoke/",
+        views.revoke_invite,
+        name="revoke_invite",
+    ),
+    path("invite/<str:token>/", views.invite, name="invite"),
+    path("dm/", views.direct, name="direct_start"),
+    path("dm/<str:username>/", views.direct, name="direct"),
     # The frames of a client whose WebSocket is blocked (its events: chat.sse).
     path("sse/rooms/<str:slug>/", sse.post_frame, name="sse_frame"),
 ]

@@ -2,16 +2,18 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import health, search, selectors, services, throttle, wire
 from .events import Close
-from .forms import AddMemberForm, RoomForm, SignupForm
-from .models import Message
+from .forms import AddMemberForm, DirectForm, RoomForm, SignupForm, TopicForm
+from .models import Invite, Message
 
 
 def signup(request):
@@ -29,7 +31,16 @@ def signup(request):
 @login_required
 def directory(request):
     rooms = selectors.room_directory(user=request.user, page=request.GET.get("page"))
-    return render(request, "chat/directory.html", {"rooms": rooms, "form": RoomForm()})
+    return render(
+        request,
+        "chat/directory.html",
+        {
+            "rooms": rooms,
+            "form": RoomForm(),
+            "directs": selectors.direct_conversations(user=request.user),
+            "direct_form": DirectForm(auto_id="direct_%s"),
+        },
+    )
 
 
 SEARCH_SCOPE = "search"
@@ -94,23 +105,33 @@ def _room_or_404(request, slug):
         raise Http404("No such room.") from None
 
 
+MEMBERS_SHOWN = 200
+
+
 @login_required
 def room(request, slug):
     room = _room_or_404(request, slug)
     membership = services.join_room(room=room, user=request.user)
     can_add_members = selectors.can_add_members(user=request.user, room=room)
     can_moderate = selectors.can_moderate(user=request.user, room=room)
+    members, member_total = selectors.member_list(room=room, limit=MEMBERS_SHOWN)
+    title = (
+        selectors.direct_partner_name(room=room, user=request.user) if room.is_direct else room.name
+    )
     return render(
         request,
         "chat/room.html",
         {
             "room": room,
+            "title": title,
             "membership": membership,
             "can_add_members": can_add_members,
-            "members": selectors.room_members(room=room) if room.is_private else [],
+            "members": members,
+            "member_total": member_total,
             "member_form": AddMemberForm(),
             "max_length": settings.CHAT_MAX_MESSAGE_LENGTH,
             "can_moderate": can_moderate,
+            "can_manage": selectors.can_manage_room(user=request.user, room=room),
             "last_read_seq": membership.last_read_seq,
             "muted_until": _muted_until(membership),
             "mute_choices": services.mute_choices(),
@@ -131,6 +152,7 @@ def room_page_config() -> dict:
         "close": {
             "sessionEnded": Close.SESSION_ENDED,
             "noAccess": Close.NO_ACCESS,
+            "left": Close.LEFT,
             "reconnect": Close.RECONNECT,
             "tooFarBehind": Close.TOO_FAR_BEHIND,
             "serviceRestart": Close.SERVICE_RESTART,
@@ -180,6 +202,154 @@ def add_member(request, slug):
     else:
         messages.error(request, "Give a username to add.")
     return redirect("chat:room", slug=room.slug)
+
+
+@never_cache
+@login_required
+def direct(request, username=None):
+    """GET /dm/<username>/: the conversation with them if there is one, else
+    a page to start it. POST (from that page, or the directory's form with
+    `username`): start it, or open the one there is."""
+    if request.method == "POST":
+        form = DirectForm({"username": username} if username else request.POST)
+        if form.is_valid():
+            try:
+                room = services.start_direct(
+                    user=request.user, username=form.cleaned_data["username"]
+                )
+            except services.ServiceError as error:
+                form.add_error("username", error.detail)
+                return render(request, "chat/direct.html", {"form": form}, status=error.http_status)
+            return redirect("chat:room", slug=room.slug)
+        return render(request, "chat/direct.html", {"form": form}, status=400)
+    if username is None:
+        return render(request, "chat/direct.html", {"form": DirectForm()})
+    try:
+        other = services.direct_partner(user=request.user, username=username)
+    except services.ServiceError as error:
+        form = DirectForm({"username": username})
+        form.is_valid()
+        form.add_error("username", error.detail)
+        return render(request, "chat/direct.html", {"form": form}, status=error.http_status)
+    existing = selectors.direct_between(user=request.user, other=other)
+    if existing is not None:
+        return redirect("chat:room", slug=existing.slug)
+    return render(request, "chat/direct.html", {"other": other, "form": DirectForm()})
+
+
+@login_required
+@require_POST
+def leave_room(request, slug):
+    room = _room_or_404(request, slug)
+    try:
+        services.leave_room(room=room, user=request.user)
+    except services.ServiceError as error:
+        messages.error(request, error.detail)
+        return redirect("chat:room", slug=room.slug)
+    messages.success(request, f"You left {room.name}.")
+    return redirect("chat:directory")
+
+
+def _managed_room_or_403(request, slug):
+    room = _room_or_404(request, slug)
+    if not selectors.can_manage_room(user=request.user, room=room):
+        raise PermissionDenied("Only the room's owner can change its settings.")
+    return room
+
+
+def _settings_page(request, room, *, topic_form=None, status=200):
+    invites = list(selectors.room_invites(room=room))
+    for invite in invites:
+        invite.url = request.build_absolute_uri(reverse("chat:invite", args=[invite.token]))
+    return render(
+        request,
+        "chat/room_settings.html",
+        {
+            "room": room,
+            "topic_form": topic_form or TopicForm(initial={"topic": room.topic}),
+            "invites": invites,
+            "invite_hours": [(h, _hours_label(h)) for h in services.INVITE_HOURS],
+            "default_invite_hours": services.DEFAULT_INVITE_HOURS,
+        },
+        status=status,
+    )
+
+
+def _hours_label(hours: int) -> str:
+    return services.duration_label(hours * 60)
+
+
+@never_cache
+@login_required
+def room_settings(request, slug):
+    """The owner's page for the room: its topic."""
+    return _settings_page(request, _managed_room_or_403(request, slug))
+
+
+@login_required
+@require_POST
+def set_topic(request, slug):
+    room = _managed_room_or_403(request, slug)
+    form = TopicForm(request.POST)
+    if form.is_valid():
+        try:
+            services.set_topic(room=room, actor=request.user, topic=form.cleaned_data["topic"])
+        except services.ServiceError as error:
+            form.add_error("topic", error.detail)
+            return _settings_page(request, room, topic_form=form, status=error.http_status)
+        messages.success(request, "Topic saved." if room.topic else "Topic cleared.")
+        return redirect("chat:room", slug=room.slug)
+    return _settings_page(request, room, topic_form=form, status=400)
+
+
+@login_required
+@require_POST
+def create_invite(request, slug):
+    room = _managed_room_or_403(request, slug)
+    try:
+        services.create_invite(room=room, actor=request.user, hours=request.POST.get("hours", ""))
+    except services.ServiceError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, "New invite link made: copy it from the list below.")
+    return redirect("chat:room_settings", slug=room.slug)
+
+
+@login_required
+@require_POST
+def revoke_invite(request, slug, invite_id):
+    room = _managed_room_or_403(request, slug)
+    invite = Invite.objects.select_related("room").filter(room=room, pk=invite_id).first()
+    if invite is None:
+        raise Http404("No such invite.")
+    try:
+        services.revoke_invite(invite=invite, actor=request.user)
+    except services.ServiceError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, "Invite link revoked: it no longer works.")
+    return redirect("chat:room_settings", slug=room.slug)
+
+
+@never_cache
+@login_required
+def invite(request, token):
+    """An invite link: a page that says which room, with a button to join
+    (POST); a link that does not work says why."""
+    try:
+        found = services.usable_invite(token=token[:64])
+        if request.method == "POST":
+            room = services.accept_invite(token=token[:64], user=request.user)
+            messages.success(request, f"You joined {room.name}.")
+            return redirect("chat:room", slug=room.slug)
+    except services.ServiceError as error:
+        status = 404 if isinstance(error, services.NotFound) else 410
+        if isinstance(error, services.Forbidden):
+            status = 403
+        return render(request, "chat/invite_invalid.html", {"detail": error.detail}, status=status)
+    if selectors.membership_of(room=found.room, user=request.user) is not None:
+        return redirect("chat:room", slug=found.room.slug)
+    return render(request, "chat/invite.html", {"invite": found, "room": found.room})
 
 
 async def _probe(checks) -> JsonResponse:

@@ -389,6 +389,11 @@ CHAT_ROOMS_PER_HOUR = env_int("CHAT_ROOMS_PER_HOUR", 10)
 # or `off`, counted in the cache, so across workers with Redis): beyond it,
 # adding members waits, so the form cannot be used to list who has an account.
 CHAT_ADD_MEMBER_MISS_LIMIT = env_rate("CHAT_ADD_MEMBER_MISS_LIMIT", "20/3600")
+# Invite links of one private room that may be usable at once (0 = no limit).
+CHAT_INVITES_PER_ROOM = env_int("CHAT_INVITES_PER_ROOM", 20)
+# Direct conversations one user may start in an hour (0 = no limit); names
+# that match nobody count against CHAT_ADD_MEMBER_MISS_LIMIT as for adding members.
+CHAT_DIRECT_PER_HOUR = env_int("CHAT_DIRECT_PER_HOUR", 30)
 
 # The pages load only same-origin module scripts, stylesheets and images, and
 # open sockets to the same origin ('self' covers ws:/wss: of the page's own

@@ -65,3 +65,14 @@ async def test_refresh_after_being_swept_returns_the_user(store, monkeypatch):
     result = await store.heartbeat(1, "s1", ["slow"])  # slow's worker was only stalled
     assert result.returned == ["slow"]
     assert (await store.open(1, "ben", "b1")).online == ["ann", "ben", "slow"]
+
+
+async def test_online_users_of_a_room(store):
+    assert await store.online_users(1) == []
+    await store.open(1, "ben", "c1")
+    await store.open(1, "ann", "c2")
+    await store.open(1, "ann", "c3")
+    await store.open(2, "cat", "c4")
+    assert await store.online_users(1) == ["ann", "ben"]
+    await store.close(1, "ben", "c1")
+    assert await store.online_users(1) == ["ann"]

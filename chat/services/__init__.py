@@ -15,6 +15,14 @@ from .access import (
 from .accounts import check_username, record_username
 from .changes import NotYours, Removed, TooLate, delete_message, edit_message, react
 from .errors import Forbidden, InvalidInput, Locked, Muted, NotFound, RateLimited, ServiceError
+from .invites import (
+    DEFAULT_INVITE_HOURS,
+    INVITE_HOURS,
+    accept_invite,
+    create_invite,
+    revoke_invite,
+    usable_invite,
+)
 from .messages import (
     MUTED_INDEFINITELY,
     Posted,
@@ -44,7 +52,18 @@ from .moderation import (
 )
 from .presence import close_presence, open_presence, refresh_presence
 from .reading import advance_read_position, mark_read
-from .rooms import add_member, check_room_name, create_room, join_room, slug_for
+from .rooms import (
+    add_member,
+    check_room_name,
+    check_topic,
+    create_room,
+    direct_partner,
+    join_room,
+    leave_room,
+    set_topic,
+    slug_for,
+    start_direct,
+)
 from .sessions import end_session
 
 __all__ = [
@@ -54,6 +73,12 @@ __all__ = [
     "delete_message",
     "edit_message",
     "react",
+    "DEFAULT_INVITE_HOURS",
+    "INVITE_HOURS",
+    "accept_invite",
+    "create_invite",
+    "revoke_invite",
+    "usable_invite",
     "membership_removed",
     "password_changed",
     "room_became_private",
@@ -73,12 +98,16 @@ __all__ = [
     "ban_user",
     "check_rate",
     "check_room_name",
+    "check_topic",
     "check_username",
     "close_presence",
     "close_report",
     "create_room",
+    "direct_partner",
+    "start_direct",
     "end_session",
     "join_room",
+    "leave_room",
     "mark_read",
     "muted_error",
     "duration_label",
@@ -98,6 +127,7 @@ __all__ = [
     "set_role",
     "set_room_locked",
     "set_room_owner",
+    "set_topic",
     "slug_for",
     "store_message",
     "unban_user",

@@ -15,9 +15,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from .. import selectors, text, throttle
-from ..models import Membership, Room
-from .errors import Forbidden, InvalidInput, RateLimited
+from .. import events, selectors, text, throttle, wire
+from ..models import TOPIC_MAX_LENGTH, Membership, Room
+from .errors import Forbidden, InvalidInput, NotFound, RateLimited
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -149,6 +149,8 @@ def add_member(*, room: Room, actor: User, username: str) -> Membership | None:
     form cannot be used to find out who has an account. Names that match
     nobody are counted per actor (CHAT_ADD_MEMBER_MISS_LIMIT), and past the
     limit the form waits."""
+    if room.is_direct:
+        raise InvalidInput("A direct conversation has exactly two people.")
     if not selectors.can_add_members(user=actor, room=room):
         raise Forbidden("Only the room's owner can add members.")
     limit = settings.CHAT_ADD_MEMBER_MISS_LIMIT
@@ -170,3 +172,142 @@ def join_room(*, room: Room, user: User) -> Membership:
     """Opening a room makes you a member of it (the access check came first)."""
     membership, _ = Membership.objects.get_or_create(room=room, user=user)
     return membership
+
+
+def check_topic(*, topic: str) -> str:
+    """The topic, stripped, if a room may have it (else InvalidInput)."""
+    if not isinstance(topic, str):
+        raise InvalidInput("A topic is text.")
+    if "\n" in topic.strip() or "\r" in topic.strip():
+        raise InvalidInput("A topic is one line.")
+    topic = topic.strip()
+    if len(topic) > TOPIC_MAX_LENGTH:
+        raise InvalidInput(f"A topic has at most {TOPIC_MAX_LENGTH} characters.")
+    if text.has_hidden(topic):
+        raise InvalidInput("A topic cannot contain invisible or direction-changing characters.")
+    return topic
+
+
+def set_topic(*, room: Room, actor: User, topic: str) -> bool:
+    """The room's owner (or staff who may change rooms) sets its one-line
+    topic ("" clears it). Open room pages are told with a `topic` frame.
+    False if it was that already."""
+    if room.is_direct:
+        raise InvalidInput("A direct conversation has no topic.")
+    if not selectors.can_manage_room(user=actor, room=room):
+        raise Forbidden("Only the room's owner can set its topic.")
+    topic = check_topic(topic=topic)
+    with transaction.atomic():
+        if not Room.objects.filter(pk=room.pk).exclude(topic=topic).update(topic=topic):
+            return False
+        room.topic = topic
+        events.send_on_commit(
+            events.room_group(room.pk),
+            events.room_frame(room.pk, wire.frame("topic", room=room.slug, topic=topic)),
+        )
+    return True
+
+
+@transaction.atomic
+def leave_room(*, room: Room, user: User) -> bool:
+    """The user stops being a member: their sockets in the room close with
+    4410 on every worker (the page goes back to the directory), and a private
+    room is closed to them until someone adds or invites them again. False if
+    they were not a member. An owner hands the room over first; a banned or
+    muted member cannot leave (that would lift the ban or the mute)."""
+    if room.is_direct:
+        raise InvalidInput("A direct conversation cannot be left.")
+    if room.owner_id == user.pk:
+        raise Forbidden(f"You own {room.name}: give the room to someone else before you leave it.")
+    membership = Membership.objects.select_for_update().filter(room=room, user=user).first()
+    if membership is None:
+        return False
+    if membership.is_banned:
+        raise Forbidden(f"You are banned from {room.name}.")
+    if membership.muted_until is not None and membership.muted_until > timezone.now():
+        raise Forbidden(f"You are muted in {room.name}: you can leave once the mute ends.")
+    membership._left = True  # type: ignore[attr-defined]  # chat.signals: LEFT, not NO_ACCESS
+    membership.delete()
+    events.send_on_commit(
+        events.room_group(room.pk),
+        events.room_close(room.pk, code=events.Close.LEFT, user_id=user.pk),
+    )
+    return True
+
+
+# ---------------------------------------------------------------- direct conversations
+
+
+def _check_direct_per_hour(user: User) -> None:
+    cap = settings.CHAT_DIRECT_PER_HOUR
+    if not cap:
+        return
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    since = timezone.now() - timedelta(hours=1)
+    recent = list(
+        Room.objects.filter(owner=user, kind=Room.Kind.DIRECT, created__gte=since)
+        .order_by("-created")
+        .values_list("created", flat=True)[:cap]
+    )
+    if len(recent) >= cap:
+        wait = (recent[-1] + timedelta(hours=1) - timezone.now()).total_seconds()
+        raise RateLimited(
+            f"You can start {cap} conversations an hour; try again {throttle.wait_text(wait)}.",
+            retry_after=round(max(wait, 1.0), 1),
+        )
+
+
+def direct_partner(*, user: User, username: str) -> User:
+    """The active account called `username`, to talk to; a name that matches
+    nobody counts against the actor (CHAT_ADD_MEMBER_MISS_LIMIT), as adding
+    members does, so that the form cannot list who has an account."""
+    limit = settings.CHAT_ADD_MEMBER_MISS_LIMIT
+    wait = throttle.retry_after("direct-miss", str(user.pk), limit)
+    if wait is not None:
+        raise RateLimited(
+            f"Too many names that matched no account; try again {throttle.wait_text(wait)}.",
+            retry_after=round(wait, 1),
+        )
+    username = username.strip() if isinstance(username, str) else ""
+    other = get_user_model().objects.filter(username=username, is_active=True).first()
+    if other is None:
+        throttle.record("direct-miss", str(user.pk), limit)
+        raise NotFound(f"There is nobody called {username[:150]} to talk to.")
+    if other.pk == user.pk:
+        raise InvalidInput("A direct conversation is with someone else.")
+    return other
+
+
+def start_direct(*, user: User, username: str) -> Room:
+    """The direct conversation between `user` and the account `username`: a
+    private room of kind "direct" with the two of them as members, one per
+    pair (starting it again, from either side, gives the same room). At most
+    CHAT_DIRECT_PER_HOUR new ones per user an hour."""
+    other = direct_partner(user=user, username=username)
+    existing = selectors.direct_between(user=user, other=other)
+    if existing is not None:
+        # Both stay in it (someone staff removed comes back; a ban holds).
+        for person in (user, other):
+            Membership.objects.get_or_create(room=existing, user=person)
+        return existing
+    try:
+        with transaction.atomic():
+            _check_direct_per_hour(user)
+            names = sorted([user.username, other.username])
+            room = Room.objects.create(
+                name=" & ".join(names)[:100],
+                slug=f"dm-{secrets.token_hex(8)}",
+                is_private=True,
+                owner=user,
+                kind=Room.Kind.DIRECT,
+                direct_key=selectors.direct_key(user, other),
+            )
+            Membership.objects.bulk_create(
+                [Membership(room=room, user=user), Membership(room=room, user=other)]
+            )
+    except IntegrityError:  # the other side started it at the same moment
+        existing = selectors.direct_between(user=user, other=other)
+        if existing is None:
+            raise
+        return existing
+    return room

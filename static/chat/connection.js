@@ -10,7 +10,8 @@
 import { EventStream } from "./eventstream.js";
 
 // The close codes are the server's (the page's room-config, from
-// chat.events.Close; docs/protocol.md lists them). When the server asks for a
+// chat.events.Close; docs/protocol.md lists them). After `left` (the user
+// left the room, on this page or another) there is nothing to reconnect to. When the server asks for a
 // new connection (reconnect: access to be checked again; tooFarBehind: this
 // page fell too far behind; serviceRestart: the worker restarts), come back
 // at once, spread over a second so that a worker's pages do not all arrive
@@ -90,7 +91,7 @@ export class Connection {
   }
 
   get final() {
-    return this.stopped || this.state === "ended" || this.state === "forbidden";
+    return this.stopped || ["ended", "forbidden", "left"].includes(this.state);
   }
 
   /** The browser lost the network: the socket is as good as gone. */
@@ -230,6 +231,7 @@ export class Connection {
     if (code === 1006) this.noteFailure(); // the upgrade failed, or the connection dropped
     if (code === this.codes.sessionEnded) return this.setState("ended");
     if (code === this.codes.noAccess) return this.setState("forbidden");
+    if (code === this.codes.left) return this.setState("left");
     // Try again later says how long: "retry_after=<seconds>".
     const tryLater = code === this.codes.tryAgainLater;
     const hint = tryLater ? Number(/retry_after=([\d.]+)/.exec(reason)?.[1]) : 0;

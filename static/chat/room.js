@@ -189,6 +189,7 @@ function handle(frame) {
       inFlight = null;
       online.set(frame.online);
       if (lastChange === null && frame.last_change !== undefined) lastChange = frame.last_change;
+      syncMembers();
       break;
     case "history": {
       if (!ready) return firstHistory(frame);
@@ -222,9 +223,11 @@ function handle(frame) {
       break;
     case "join":
       online.add(frame.user);
+      syncMembers();
       break;
     case "leave":
       online.delete(frame.user);
+      syncMembers();
       break;
     case "typing":
       if (frame.user !== me) typing.show(frame.user);
@@ -251,6 +254,9 @@ function handle(frame) {
       break;
     case "unmuted":
       if (frame.room === slug) mute.clear();
+      break;
+    case "topic":
+      if (frame.room === slug) showTopic(frame.topic);
       break;
     case "error":
       // An edit, deletion or reaction refused (they name the message).
@@ -317,6 +323,58 @@ function continueSeeking() {
   }
   seeking.pages += 1;
   loadOlder();
+}
+
+const topicLine = document.getElementById("room-topic");
+const memberList = document.getElementById("members");
+// The member list starts folded (a phone shows the sidebar as a strip) and
+// opens where there is room for it.
+const membersBox = document.getElementById("members-box");
+if (membersBox && matchMedia("(min-width: 721px)").matches) membersBox.open = true;
+
+// The member list (drawn by the server, online first) follows presence:
+// who is online moves to the top; someone new in the room is added.
+function memberItem(user) {
+  const item = document.createElement("li");
+  item.dataset.user = user;
+  const name = document.createElement("span");
+  name.className = "member-name";
+  name.textContent = user;
+  const role = document.createElement("small");
+  role.className = "muted member-role";
+  role.textContent = "member";
+  const presence = document.createElement("span");
+  presence.className = "member-presence";
+  item.append(name, " ", role, " ", presence);
+  if (user !== me && root.dataset.direct !== "1") {
+    const link = document.createElement("a");
+    link.href = `/dm/${encodeURIComponent(user)}/`;
+    link.className = "member-dm";
+    link.textContent = "Message";
+    link.setAttribute("aria-label", `Message ${user}`);
+    item.append(" ", link);
+  }
+  return item;
+}
+
+function syncMembers() {
+  if (!memberList) return;
+  const items = [...memberList.children];
+  const known = new Set(items.map((item) => item.dataset.user));
+  for (const user of online.users) if (!known.has(user)) items.push(memberItem(user));
+  for (const item of items) {
+    const on = online.users.has(item.dataset.user);
+    item.toggleAttribute("data-online", on);
+    item.querySelector(".member-presence").textContent = on ? "online" : "";
+  }
+  const rank = (item) => (item.hasAttribute("data-online") ? 0 : 1);
+  items.sort((a, b) => rank(a) - rank(b) || (a.dataset.user < b.dataset.user ? -1 : 1));
+  memberList.append(...items);
+}
+
+function showTopic(topic) {
+  topicLine.textContent = topic;
+  topicLine.hidden = !topic;
 }
 
 function firstHistory(frame) {
@@ -602,6 +660,7 @@ const STATE_TEXT = {
   reconnecting: "Reconnecting…",
   offline: "Offline: waiting for the network",
   forbidden: "You no longer have access to this room",
+  left: "You left this room",
 };
 let everConnected = false;
 let shownStatus = STATE_TEXT.connecting; // as the page comes
@@ -634,7 +693,8 @@ function showState(state, seconds) {
     ready = false;
     typing.clearAll();
   }
-  if (state === "ended" || state === "forbidden") {
+  if (state === "left") location.assign("/"); // left here or on another page
+  if (state === "ended" || state === "forbidden" || state === "left") {
     input.disabled = true;
     composerForm.querySelector("button").disabled = true;
     olderButton.hidden = true;
@@ -740,4 +800,8 @@ Object.defineProperty(window, "chat", {
 // Entering the room puts you in the composer (not on touch screens, where
 // that would throw the keyboard over the messages).
 if (target === null && !matchMedia("(pointer: coarse)").matches) input.focus();
+// Leaving from this page: its own socket's 4410 must not race the form's
+// redirect (which carries the "You left" notice) to the directory.
+document.querySelector(".leave-form")?.addEventListener("submit", () => connection.stop());
+
 connection.start();

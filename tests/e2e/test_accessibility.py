@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat import services
-from chat.models import Membership, Message, ModerationLog, Report
+from chat.models import Membership, Message, ModerationLog, Report, Room
 from tests.e2e.audit import AUDITED_CONTEXT, violations
 from tests.e2e.pages import enter_room, log_in, off_loop, open_room, send
 
@@ -43,7 +43,10 @@ def busy_room(make_user):
     carol = make_user("carol")
     services.join_room(room=room, user=carol)
     off_loop(services.mute_user, room=room, user=carol, actor=alice, reason="cool down")
-    services.create_room(owner=alice, name="Private plans", is_private=True)
+    private = services.create_room(owner=alice, name="Private plans", is_private=True)
+    off_loop(services.set_topic, room=room, actor=alice, topic="Everything and nothing")
+    services.create_invite(room=private, actor=alice)
+    services.start_direct(user=alice, username="bob")
     return room
 
 
@@ -52,6 +55,11 @@ PAGES = [
     "/rooms/new/",
     "/rooms/lobby/",
     "/rooms/nothing-here/",
+    "/rooms/private-plans/settings/",
+    "/rooms/{direct}/",
+    "/dm/",
+    "/dm/carol/",
+    "/invite/no-such-token/",
     "/admin/",
     "/admin/chat/room/",
     "/admin/chat/membership/",
@@ -77,6 +85,7 @@ def test_axe_finds_no_serious_violation_on_any_page(live, new_context, busy_room
         "membership": Membership.objects.filter(room=busy_room).first().pk,
         "entry": ModerationLog.objects.first().pk,
         "report": Report.objects.get().pk,
+        "direct": Room.objects.get(kind="direct").slug,
     }
     found = {}
     for path in ["/accounts/login/", "/accounts/signup/"]:
