@@ -118,6 +118,7 @@ def test_the_room_page_takes_its_numbers_from_the_settings(settings, alice, room
     assert config["close"] == {
         "sessionEnded": 4401,
         "noAccess": 4403,
+        "left": 4410,
         "reconnect": 4000,
         "tooFarBehind": 4008,
         "serviceRestart": 1012,
@@ -130,7 +131,7 @@ def test_the_room_scripts_keep_no_copy_of_the_servers_numbers():
     for name in ["room.js", "connection.js", "eventstream.js", "render.js"]:
         source = (scripts / name).read_text()
         # (4000, RECONNECT, is left out: it is also a count of milliseconds.)
-        for code in ["4401", "4403", "4008", "1012", "1013"]:
+        for code in ["4401", "4403", "4410", "4008", "1012", "1013"]:
             assert not re.search(rf"\b{code}\b", source), (name, code)
         assert not re.search(r"HISTORY_PAGE\s*=\s*\d", source), name
         assert not re.search(r"TYPING_EVERY_MS\s*=\s*\d", source), name

@@ -800,7 +800,7 @@ Object.defineProperty(window, "chat", {
 // Entering the room puts you in the composer (not on touch screens, where
 // that would throw the keyboard over the messages).
 if (target === null && !matchMedia("(pointer: coarse)").matches) input.focus();
-// Leaving from this page: its own socket's 4410 must not race the form's
+// Leaving from this page: its own socket's `left` close must not race the form's
 // redirect (which carries the "You left" notice) to the directory.
 document.querySelector(".leave-form")?.addEventListener("submit", () => connection.stop());
 
