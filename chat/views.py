@@ -306,13 +306,24 @@ def set_topic(request, slug):
 @require_POST
 def create_invite(request, slug):
     room = _managed_room_or_403(request, slug)
+    _tell_outcome(
+        request,
+        lambda: services.create_invite(
+            room=room, actor=request.user, hours=request.POST.get("hours", "")
+        ),
+        success="New invite link made: copy it from the list below.",
+    )
+    return redirect("chat:room_settings", slug=room.slug)
+
+
+def _tell_outcome(request, action, *, success: str) -> None:
+    """Run a service for a settings form; the next page says how it went."""
     try:
-        services.create_invite(room=room, actor=request.user, hours=request.POST.get("hours", ""))
+        action()
     except services.ServiceError as error:
         messages.error(request, error.detail)
     else:
-        messages.success(request, "New invite link made: copy it from the list below.")
-    return redirect("chat:room_settings", slug=room.slug)
+        messages.success(request, success)
 
 
 @login_required
@@ -322,12 +333,11 @@ def revoke_invite(request, slug, invite_id):
     invite = Invite.objects.select_related("room").filter(room=room, pk=invite_id).first()
     if invite is None:
         raise Http404("No such invite.")
-    try:
-        services.revoke_invite(invite=invite, actor=request.user)
-    except services.ServiceError as error:
-        messages.error(request, error.detail)
-    else:
-        messages.success(request, "Invite link revoked: it no longer works.")
+    _tell_outcome(
+        request,
+        lambda: services.revoke_invite(invite=invite, actor=request.user),
+        success="Invite link revoked: it no longer works.",
+    )
     return redirect("chat:room_settings", slug=room.slug)
 
 
