@@ -849,16 +849,20 @@ class Hub:
     async def heartbeat(self) -> None:
         """Refresh this worker's presence entries, room by room, and sweep out
         the expired entries of dead workers; keep its sockets counted."""
-        sockets: dict[int, list[str]] = defaultdict(list)
         for room_hub in list(self.rooms.values()):
-            for listener in room_hub.listeners.values():
-                sockets[listener.user_id].append(listener.conn_id)
             online = await services.refresh_presence(
                 room_id=room_hub.room_id,
                 conn_id=self.worker_id,
                 usernames=room_hub.local_usernames(),
             )
             room_hub.online = set(online)
+        # Taken after the awaits above, so that no socket closed meanwhile is
+        # counted again (limits.SocketCounter.refresh covers those closing
+        # while it runs).
+        sockets: dict[int, list[str]] = defaultdict(list)
+        for room_hub in self.rooms.values():
+            for listener in room_hub.listeners.values():
+                sockets[listener.user_id].append(listener.conn_id)
         await limits.sockets.refresh(sockets)
 
     async def _heartbeat_streams_forever(self) -> None:

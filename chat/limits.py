@@ -147,6 +147,10 @@ class SocketCounter:
     def __init__(self):
         self.memory: dict[int, dict[str, float]] = defaultdict(dict)
         self.batchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # Sockets that close while a refresh is on its way to Redis (None: no
+        # refresh is): the refresh may land after their close and count them
+        # again, so they are taken out once more after it.
+        self.closed_during_refresh: set[tuple[int, str]] | None = None
 
     def _key(self, user_id: int) -> str:
         return f"{settings.CHAT_REDIS_PREFIX}:sockets:{user_id}"
@@ -191,6 +195,8 @@ class SocketCounter:
         return [bool(flag) for flag in counted]
 
     async def close(self, user_id: int, conn_id: str) -> None:
+        if self.closed_during_refresh is not None:
+            self.closed_during_refresh.add((user_id, conn_id))
         if not settings.REDIS_URL:
             self.memory[user_id].pop(conn_id, None)
             if not self.memory[user_id]:
@@ -215,13 +221,20 @@ class SocketCounter:
                 for conn_id in conn_ids:
                     self.memory[user_id][conn_id] = expiry
             return
-        async with redis_clients.async_client(settings.REDIS_URL).pipeline(
-            transaction=False
-        ) as pipe:
-            for user_id, conn_ids in conns.items():
-                pipe.zadd(self._key(user_id), dict.fromkeys(conn_ids, expiry))
-                pipe.expire(self._key(user_id), key_ttl)
-            await pipe.execute()
+        self.closed_during_refresh = closed = set()
+        try:
+            async with redis_clients.async_client(settings.REDIS_URL).pipeline(
+                transaction=False
+            ) as pipe:
+                for user_id, conn_ids in conns.items():
+                    pipe.zadd(self._key(user_id), dict.fromkeys(conn_ids, expiry))
+                    pipe.expire(self._key(user_id), key_ttl)
+                await pipe.execute()
+        finally:
+            self.closed_during_refresh = None
+        counted_again = [(user, conn) for user, conn in closed if conn in conns.get(user, ())]
+        if counted_again:
+            await self._close_many(counted_again)
 
 
 sockets = SocketCounter()

@@ -112,6 +112,47 @@ async def test_sockets_per_user_are_capped_across_workers(
     raise AssertionError("a closed socket never stopped counting")
 
 
+async def test_a_socket_closing_during_a_refresh_is_not_counted_again(
+    redis_layer, monkeypatch, settings
+):
+    # The heartbeat's refresh (ZADD of every open socket) and a close (ZREM)
+    # go to Redis on different connections: a refresh that lands after the
+    # close of a socket it still listed would count it again (a storm of
+    # 1000 sockets left counts behind this way). Hold the refresh until the
+    # close has landed, the worst order.
+    import redis as redis_sync
+
+    from chat import limits
+    from chat import redis as redis_clients
+
+    client = redis_clients.async_client(redis_layer)
+    pipeline_class = type(client.pipeline())
+    execute = pipeline_class.execute
+    gate, waiting = asyncio.Event(), asyncio.Event()
+
+    async def held_execute(self, *args, **kwargs):
+        if any(command[0][0] == "ZADD" for command in self.command_stack):
+            waiting.set()
+            await gate.wait()
+        return await execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_class, "execute", held_execute)
+    counter = limits.sockets
+    assert await counter.open(7, "conn-a") and await counter.open(7, "conn-b")
+    refresh = asyncio.create_task(counter.refresh({7: ["conn-a", "conn-b"]}))
+    await asyncio.wait_for(waiting.wait(), 5)
+    await counter.close(7, "conn-a")
+    gate.set()
+    await asyncio.wait_for(refresh, 5)
+
+    store = redis_sync.Redis.from_url(redis_layer)
+    try:
+        key = f"{settings.CHAT_REDIS_PREFIX}:sockets:7"
+        assert store.zrange(key, 0, -1) == [b"conn-b"]
+    finally:
+        store.close()
+
+
 # ---------------------------------------------------------------- sockets follow access
 
 
