@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from django.db import connections
 from playwright.sync_api import expect
 
 from chat import services
@@ -16,8 +17,17 @@ PASSWORD = "a-long-test-password"  # tests/conftest.py's make_user default
 def off_loop(service, **arguments):
     """Call a service that broadcasts from a test: Playwright's event loop on
     this thread rules out the sync-to-async bridge, so it runs on another."""
+
+    def call():
+        try:
+            return service(**arguments)
+        finally:
+            # The thread ends with the call: its connection goes back to
+            # PostgreSQL's pool rather than being lost with the thread.
+            connections.close_all()
+
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(service, **arguments).result()
+        return pool.submit(call).result()
 
 
 def log_in(page, live, username, password=PASSWORD):
