@@ -37,7 +37,8 @@ class HandOverForm(forms.Form):
     confirm = forms.BooleanField(label="I understand that I cannot take this back myself")
 
     def __init__(self, *args, choices: list[str], **kwargs) -> None:
-        super().__init__(*args, auto_id="handover_%s", **kwargs)
+        kwargs.setdefault("auto_id", "handover_%s")  # apart from the topic form's ids
+        super().__init__(*args, **kwargs)
         self.fields["to"].widget = forms.Select(
             choices=[("", "Choose a member")] + [(name, name) for name in choices]
         )
