@@ -23,6 +23,27 @@ class TopicForm(forms.Form):
     )
 
 
+class HandOverForm(forms.Form):
+    """The settings page's "Hand over the room": a member to make the owner.
+    The choices only draw the select; services.hand_over_room checks the
+    name posted, whatever it is."""
+
+    to = forms.CharField(
+        label="New owner",
+        max_length=150,
+        help_text="They get the room's settings and the owner's powers; you stay on as one "
+        "of its moderators, and can then leave it.",
+    )
+    confirm = forms.BooleanField(label="I understand that I cannot take this back myself")
+
+    def __init__(self, *args, choices: list[str], **kwargs) -> None:
+        kwargs.setdefault("auto_id", "handover_%s")  # apart from the topic form's ids
+        super().__init__(*args, **kwargs)
+        self.fields["to"].widget = forms.Select(
+            choices=[("", "Choose a member")] + [(name, name) for name in choices]
+        )
+
+
 class DirectForm(forms.Form):
     username = forms.CharField(label="Username", max_length=150, strip=True)
 

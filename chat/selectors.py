@@ -448,6 +448,24 @@ def can_manage_room(*, user: User, room: Room) -> bool:
     return moderation_rank(user=user, room=room, perm=MODERATE_ROOMS) >= RANK_OWNER
 
 
+HANDOVER_CHOICES_LIMIT = 1000
+
+
+def handover_choices(*, room: Room, viewer: User) -> list[str]:
+    """Usernames of the members `viewer` could hand the room over to, by
+    name: everyone in it but the owner and the viewer, the banned and the
+    deactivated left out (services.hand_over_room refuses those). Empty for
+    a viewer who may not hand it over, and for a direct conversation."""
+    if room.is_direct or not can_manage_room(user=viewer, room=room):
+        return []
+    return list(
+        Membership.objects.filter(room=room, is_banned=False, user__is_active=True)
+        .exclude(user_id__in=[room.owner_id, viewer.pk])
+        .order_by("user__username")
+        .values_list("user__username", flat=True)[:HANDOVER_CHOICES_LIMIT]
+    )
+
+
 def member_named(*, room: Room, username: str) -> Membership | None:
     """The membership of the user called `username` in `room` (banned ones
     included); None for no such user and for someone who is not a member

@@ -13,6 +13,7 @@ urlpatterns = [
     path("rooms/<str:slug>/settings/", views.room_settings, name="room_settings"),
     path("rooms/<str:slug>/topic/", views.set_topic, name="set_topic"),
     path("rooms/<str:slug>/leave/", views.leave_room, name="leave_room"),
+    path("rooms/<str:slug>/hand-over/", views.hand_over_room, name="hand_over_room"),
     path("rooms/<str:slug>/invites/", views.create_invite, name="create_invite"),
     path(
         "rooms/<str:slug>/invites/<int:invite_id>/revoke/",

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from . import health, search, selectors, services, throttle, wire
 from .events import Close
-from .forms import AddMemberForm, DirectForm, RoomForm, SignupForm, TopicForm
+from .forms import AddMemberForm, DirectForm, HandOverForm, RoomForm, SignupForm, TopicForm
 from .models import Invite, Message
 
 
@@ -257,7 +257,7 @@ def _managed_room_or_403(request, slug):
     return room
 
 
-def _settings_page(request, room, *, topic_form=None, status=200):
+def _settings_page(request, room, *, topic_form=None, handover_form=None, status=200):
     invites = list(selectors.room_invites(room=room))
     for invite in invites:
         invite.url = request.build_absolute_uri(reverse("chat:invite", args=[invite.token]))
@@ -267,6 +267,8 @@ def _settings_page(request, room, *, topic_form=None, status=200):
         {
             "room": room,
             "topic_form": topic_form or TopicForm(initial={"topic": room.topic}),
+            "handover_form": handover_form
+            or HandOverForm(choices=selectors.handover_choices(room=room, viewer=request.user)),
             "invites": invites,
             "invite_hours": [(h, _hours_label(h)) for h in services.INVITE_HOURS],
             "default_invite_hours": services.DEFAULT_INVITE_HOURS,
@@ -300,6 +302,33 @@ def set_topic(request, slug):
         messages.success(request, "Topic saved." if room.topic else "Topic cleared.")
         return redirect("chat:room", slug=room.slug)
     return _settings_page(request, room, topic_form=form, status=400)
+
+
+@login_required
+@require_POST
+def hand_over_room(request, slug):
+    """The settings page's "Hand over the room": the chosen member owns the
+    room from now on. The former owner may no longer have the settings
+    page, so this goes back to the room page, which now offers to leave."""
+    room = _managed_room_or_403(request, slug)
+    was_owner = room.owner_id == request.user.pk
+    form = HandOverForm(
+        request.POST, choices=selectors.handover_choices(room=room, viewer=request.user)
+    )
+    if not form.is_valid():
+        return _settings_page(request, room, handover_form=form, status=400)
+    username = form.cleaned_data["to"]
+    try:
+        membership = selectors.member_named(room=room, username=username)
+        if membership is None:
+            raise services.NotFound(f"There is no member called {username} in {room.name}.")
+        services.hand_over_room(room=room, by=request.user, to=membership.user)
+    except services.ServiceError as error:
+        form.add_error("to", error.detail)
+        return _settings_page(request, room, handover_form=form, status=error.http_status)
+    stays = " You stay on as one of its moderators." if was_owner else ""
+    messages.success(request, f"{username} owns {room.name} now.{stays}")
+    return redirect("chat:room", slug=room.slug)
 
 
 @login_required

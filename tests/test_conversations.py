@@ -3,10 +3,11 @@ invites and direct messages (services, views, and the sockets they affect)."""
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import Permission
 from django.test import Client
 
-from chat import services
-from chat.models import Membership, Room
+from chat import selectors, services
+from chat.models import Membership, ModerationLog, Room
 
 pytestmark = pytest.mark.django_db
 
@@ -113,7 +114,7 @@ class TestLeave:
         assert services.leave_room(room=room, user=bob) is False
 
     def test_owner_must_hand_over_first(self, alice, room):
-        with pytest.raises(services.Forbidden, match="give the room to someone else"):
+        with pytest.raises(services.Forbidden, match="hand it over to another member first"):
             services.leave_room(room=room, user=alice)
         assert Membership.objects.filter(room=room, user=alice).exists()
 
@@ -141,7 +142,8 @@ class TestLeave:
     def test_owner_leave_is_a_clear_error(self, alice, room):
         client = logged_in(alice)
         response = client.post(f"/rooms/{room.slug}/leave/", follow=True)
-        assert "give the room to someone else" in response.content.decode()
+        assert "hand it over to another member first" in response.content.decode()
+        assert "Hand over the room in the room&#x27;s settings" in response.content.decode()
         assert Membership.objects.filter(room=room, user=alice).exists()
         assert "Leave room" not in client.get(f"/rooms/{room.slug}/").content.decode()
 
@@ -178,6 +180,199 @@ async def test_leaving_closes_that_users_sockets_in_the_room_on_every_worker(
     if private:
         again, _, _ = await connect(bob, left.slug, expect_hello=False)
         await again.expect_closed(4403)
+
+
+# ---------------------------------------------------------------- hand over
+
+
+def owner_of(room):
+    return Room.objects.get(pk=room.pk).owner
+
+
+def role_of(room, user):
+    return Membership.objects.get(room=room, user=user).role
+
+
+class TestHandOver:
+    def test_owner_hands_over_stays_a_moderator_and_may_then_leave(self, alice, bob, room):
+        services.join_room(room=room, user=bob)
+        assert services.hand_over_room(room=room, by=alice, to=bob) is True
+        assert owner_of(room) == bob and room.owner == bob
+        assert role_of(room, alice) == "moderator"
+        assert selectors.moderation_rank(user=bob, room=room) == selectors.RANK_OWNER
+        assert selectors.moderation_rank(user=alice, room=room) == selectors.RANK_MODERATOR
+        assert selectors.can_manage_room(user=bob, room=room)
+        assert not selectors.can_manage_room(user=alice, room=room)
+        # The new owner outranks the former one.
+        services.set_role(room=room, user=alice, role="member", actor=bob)
+        assert services.leave_room(room=room, user=alice) is True
+        assert not Membership.objects.filter(room=room, user=alice).exists()
+
+    def test_it_is_logged_like_a_gift_in_the_admin(self, alice, bob, room):
+        services.join_room(room=room, user=bob)
+        services.hand_over_room(room=room, by=alice, to=bob, reason="moving on")
+        entry = ModerationLog.objects.get()
+        assert (entry.action, entry.actor, entry.target_user, entry.room) == (
+            "set_owner",
+            alice,
+            bob,
+            room,
+        )
+        assert entry.summary == "alice gave General from alice to bob"
+        assert entry.reason == "moving on"
+
+    def test_staff_who_may_change_rooms_hand_it_over_too(self, alice, bob, make_user, room):
+        staff = make_user("mod", is_staff=True)
+        staff.user_permissions.add(Permission.objects.get(codename="change_room"))
+        services.join_room(room=room, user=bob)
+        assert services.hand_over_room(room=room, by=staff, to=bob) is True
+        assert owner_of(room) == bob and role_of(room, alice) == "moderator"
+
+    def test_staff_without_the_permission_may_not(self, alice, bob, make_user, room):
+        staff = make_user("mod", is_staff=True)
+        services.join_room(room=room, user=bob)
+        with pytest.raises(services.Forbidden, match="Only the owner of General"):
+            services.hand_over_room(room=room, by=staff, to=bob)
+        assert owner_of(room) == alice
+
+    def test_a_moderator_or_member_may_not(self, alice, bob, carol, room):
+        services.join_room(room=room, user=bob)
+        services.join_room(room=room, user=carol)
+        services.set_role(room=room, user=bob, role="moderator", actor=alice)
+        for actor in (bob, carol):
+            with pytest.raises(services.Forbidden, match="Only the owner"):
+                services.hand_over_room(room=room, by=actor, to=carol if actor == bob else bob)
+        assert owner_of(room) == alice and role_of(room, bob) == "moderator"
+        assert not ModerationLog.objects.filter(action="set_owner").exists()
+
+    def test_a_former_owner_cannot_hand_it_over_again(self, alice, bob, carol, room):
+        stale = Room.objects.get(pk=room.pk)  # a page loaded before the hand-over
+        for user in (bob, carol):
+            services.join_room(room=room, user=user)
+        services.hand_over_room(room=room, by=alice, to=bob)
+        with pytest.raises(services.Forbidden):
+            services.hand_over_room(room=stale, by=alice, to=carol)
+        assert owner_of(room) == bob
+
+    def test_a_banned_owner_may_not(self, make_user, alice, bob, room):
+        staff = make_user("mod", is_staff=True, is_superuser=True)
+        services.join_room(room=room, user=bob)
+        services.ban_user(room=room, user=alice, actor=staff)
+        with pytest.raises(services.Forbidden):
+            services.hand_over_room(room=room, by=alice, to=bob)
+        assert owner_of(room) == alice
+
+    def test_only_to_a_member(self, alice, bob, private_room):
+        with pytest.raises(services.NotFound, match="bob is not a member of Secret plans"):
+            services.hand_over_room(room=private_room, by=alice, to=bob)
+        assert owner_of(private_room) == alice
+        assert not Membership.objects.filter(room=private_room, user=bob).exists()
+
+    def test_not_to_someone_banned(self, alice, bob, room):
+        services.join_room(room=room, user=bob)
+        services.ban_user(room=room, user=bob, actor=alice)
+        with pytest.raises(services.InvalidInput, match="bob is banned from General"):
+            services.hand_over_room(room=room, by=alice, to=bob)
+        assert owner_of(room) == alice and role_of(room, alice) == "member"
+
+    def test_not_to_a_deactivated_account(self, alice, bob, room):
+        services.join_room(room=room, user=bob)
+        bob.is_active = False
+        bob.save()
+        with pytest.raises(services.InvalidInput, match="deactivated"):
+            services.hand_over_room(room=room, by=alice, to=bob)
+        assert owner_of(room) == alice
+
+    def test_not_to_yourself(self, alice, make_user, room):
+        with pytest.raises(services.InvalidInput, match="alice owns General already"):
+            services.hand_over_room(room=room, by=alice, to=alice)
+        staff = make_user("mod", is_staff=True, is_superuser=True)
+        services.join_room(room=room, user=staff)
+        with pytest.raises(services.InvalidInput, match="someone else"):
+            services.hand_over_room(room=room, by=staff, to=staff)
+        assert owner_of(room) == alice and role_of(room, alice) == "member"
+        assert not ModerationLog.objects.exists()
+
+    def test_not_in_a_direct_conversation(self, alice, bob, make_user):
+        direct = services.start_direct(user=alice, username="bob")
+        staff = make_user("mod", is_staff=True, is_superuser=True)
+        for actor in (alice, staff):
+            with pytest.raises(services.InvalidInput, match="direct conversation"):
+                services.hand_over_room(room=direct, by=actor, to=bob)
+        assert owner_of(direct) == alice
+
+    def test_choices_are_the_members_who_could_take_it(self, alice, bob, carol, make_user, room):
+        dave, erin = make_user("dave"), make_user("erin")
+        for user in (bob, carol, dave, erin):
+            services.join_room(room=room, user=user)
+        services.ban_user(room=room, user=carol, actor=alice)
+        erin.is_active = False
+        erin.save()
+        assert selectors.handover_choices(room=room, viewer=alice) == ["bob", "dave"]
+        assert selectors.handover_choices(room=room, viewer=bob) == []  # not theirs to give
+
+    def test_settings_page_form_hands_over_and_the_room_page_follows(self, alice, bob, room):
+        services.join_room(room=room, user=bob)
+        owner = logged_in(alice)
+        page = owner.get(f"/rooms/{room.slug}/settings/").content.decode()
+        assert "Hand over the room" in page
+        assert '<option value="bob">bob</option>' in page
+        assert '<option value="alice">' not in page
+        response = owner.post(f"/rooms/{room.slug}/hand-over/", {"to": "bob", "confirm": "on"})
+        assert response.status_code == 302 and response.url == f"/rooms/{room.slug}/"
+        assert owner_of(room) == bob
+        page = owner.get(response.url).content.decode()
+        assert "bob owns General now. You stay on as one of its moderators." in page
+        assert "Leave room" in page and "settings/" not in page
+        assert owner.get(f"/rooms/{room.slug}/settings/").status_code == 403
+        new_owner = logged_in(bob).get(f"/rooms/{room.slug}/").content.decode()
+        assert 'href="/rooms/general/settings/"' in new_owner and "Leave room" not in new_owner
+        assert logged_in(bob).get(f"/rooms/{room.slug}/settings/").status_code == 200
+
+    def test_settings_form_refusals_change_nothing(self, alice, bob, carol, room):
+        services.join_room(room=room, user=bob)
+        owner = logged_in(alice)
+        path = f"/rooms/{room.slug}/hand-over/"
+        response = owner.post(path, {"to": "bob"})  # not confirmed
+        assert response.status_code == 400 and "This field is required" in response.content.decode()
+        response = owner.post(path, {"to": "carol", "confirm": "on"})
+        assert response.status_code == 404
+        assert "There is no member called carol in General." in response.content.decode()
+        services.ban_user(room=room, user=bob, actor=alice)
+        response = owner.post(path, {"to": "bob", "confirm": "on"})
+        assert response.status_code == 400 and "bob is banned" in response.content.decode()
+        assert owner.get(path).status_code == 405
+        assert owner_of(room) == alice
+
+    def test_only_the_owner_gets_the_form(self, alice, bob, carol, room, private_room):
+        services.join_room(room=room, user=bob)
+        services.join_room(room=room, user=carol)
+        response = logged_in(bob).post(
+            f"/rooms/{room.slug}/hand-over/", {"to": "carol", "confirm": "on"}
+        )
+        assert response.status_code == 403
+        response = logged_in(carol).post(
+            f"/rooms/{private_room.slug}/hand-over/", {"to": "carol", "confirm": "on"}
+        )
+        assert response.status_code == 404
+        assert owner_of(room) == alice and owner_of(private_room) == alice
+
+    def test_nobody_to_hand_over_to(self, alice, private_room):
+        page = logged_in(alice).get(f"/rooms/{private_room.slug}/settings/").content.decode()
+        assert "Nobody else in Secret plans can take it over yet" in page
+        assert "hand-over/" not in page
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.both_transports
+async def test_hand_over_reaches_open_pages_on_every_worker(connect, redis_layer, alice, bob, room):
+    await sync_to_async(services.join_room)(room=room, user=bob)
+    a, _, _ = await connect(alice, room.slug, layer_alias=None)
+    b, _, _ = await connect(bob, room.slug, layer_alias="worker2")
+    await sync_to_async(services.hand_over_room)(room=room, by=alice, to=bob)
+    for socket in (a, b):
+        frame = await socket.expect("owner")
+        assert frame == {"type": "owner", "room": "general", "user": "bob", "previous": "alice"}
 
 
 # ---------------------------------------------------------------- members

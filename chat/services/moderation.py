@@ -357,6 +357,55 @@ def set_room_owner(*, room: Room, user: User, actor: User, reason: str = "") -> 
     if not user.is_active:
         raise InvalidInput(f"{user.username}'s account is deactivated.")
     membership, _ = Membership.objects.select_for_update().get_or_create(room=room, user=user)
+    return _give_room(room=room, user=user, membership=membership, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def hand_over_room(*, room: Room, by: User, to: User, reason: str = "") -> bool:
+    """The room's owner (or staff who may change rooms) makes another member
+    its owner, from the room's settings page; then the former owner may
+    leave. The former owner stays on as a moderator, as a workspace's owner
+    who hands over stays an admin on Slack: the new owner outranks them and
+    can dismiss them. Every open page in the room is told (`owner` frame).
+    Refused, with nothing changed, for a direct conversation, for anyone
+    below the owner, and for someone who is not a member, is banned, is
+    deactivated or owns the room already."""
+    if room.is_direct:
+        raise InvalidInput("A direct conversation has no owner to hand it over.")
+    # The room's row first: of two hand-overs at once, the second sees the
+    # owner the first made (and its `by` is no longer the owner).
+    room.owner_id = (
+        Room.objects.select_for_update().values_list("owner_id", flat=True).get(pk=room.pk)
+    )
+    if selectors.moderation_rank(user=by, room=room, perm=selectors.MODERATE_ROOMS) < (
+        selectors.RANK_OWNER
+    ):
+        raise Forbidden(f"Only the owner of {room.name} can hand it over.")
+    if to.pk == room.owner_id:
+        raise InvalidInput(f"{to.username} owns {room.name} already: choose another member.")
+    if to.pk == by.pk:
+        raise InvalidInput("Hand the room over to someone else.")
+    membership = _membership_for_update(room=room, user=to)  # never a stranger
+    if not to.is_active:
+        raise InvalidInput(f"{to.username}'s account is deactivated.")
+    former = room.owner
+    if not _give_room(room=room, user=to, membership=membership, actor=by, reason=reason):
+        return False
+    Membership.objects.filter(room=room, user=former).update(role=Membership.Role.MODERATOR)
+    events.send_on_commit(
+        events.room_group(room.pk),
+        events.room_frame(
+            room.pk,
+            wire.frame("owner", room=room.slug, user=to.username, previous=former.username),
+        ),
+    )
+    return True
+
+
+def _give_room(*, room: Room, user: User, membership: Membership, actor: User, reason: str) -> bool:
+    """Make `user`, whose `membership` the caller holds locked, the room's
+    owner, logged. False if they own it already. Runs in the caller's
+    transaction."""
     if membership.is_banned:
         raise InvalidInput(f"{user.username} is banned from {room.name}: unban them first.")
     previous = (

@@ -213,12 +213,16 @@ def leave_room(*, room: Room, user: User) -> bool:
     """The user stops being a member: their sockets in the room close with
     4410 on every worker (the page goes back to the directory), and a private
     room is closed to them until someone adds or invites them again. False if
-    they were not a member. An owner hands the room over first; a banned or
+    they were not a member. An owner hands the room over first
+    (hand_over_room); a banned or
     muted member cannot leave (that would lift the ban or the mute)."""
     if room.is_direct:
         raise InvalidInput("A direct conversation cannot be left.")
     if room.owner_id == user.pk:
-        raise Forbidden(f"You own {room.name}: give the room to someone else before you leave it.")
+        raise Forbidden(
+            f"You own {room.name}: hand it over to another member first, under "
+            "Hand over the room in the room's settings, then you can leave it."
+        )
     membership = Membership.objects.select_for_update().filter(room=room, user=user).first()
     if membership is None:
         return False

@@ -258,6 +258,9 @@ function handle(frame) {
     case "topic":
       if (frame.room === slug) showTopic(frame.topic);
       break;
+    case "owner":
+      if (frame.room === slug) showOwner(frame);
+      break;
     case "error":
       // An edit, deletion or reaction refused (they name the message).
       if (frame.id !== undefined) composerError.textContent = frame.detail;
@@ -370,6 +373,33 @@ function syncMembers() {
   const rank = (item) => (item.hasAttribute("data-online") ? 0 : 1);
   items.sort((a, b) => rank(a) - rank(b) || (a.dataset.user < b.dataset.user ? -1 : 1));
   memberList.append(...items);
+}
+
+// The room was handed over: the member list shows the new roles at once.
+// The owner's controls are drawn by the server, so the two people whose
+// powers changed are told to reload for the rest; the settings link, the
+// one control that is only the owner's, follows at once.
+function showOwner({ user, previous }) {
+  for (const [name, role] of [
+    [previous, "moderator"],
+    [user, "owner"],
+  ]) {
+    const label = memberList?.querySelector(`li[data-user="${CSS.escape(name)}"] .member-role`);
+    if (label) label.textContent = role;
+  }
+  const status = document.getElementById("moderation-status");
+  if (user === me) {
+    if (!document.querySelector(".room-tools .settings-link")) {
+      const link = document.createElement("a");
+      link.href = `/rooms/${encodeURIComponent(slug)}/settings/`;
+      link.className = "settings-link";
+      link.textContent = "Room settings";
+      document.querySelector(".room-tools").prepend(link);
+    }
+    status.textContent = `${previous} handed this room over to you: you own it now. Reload the page for all of the owner's tools.`;
+  } else if (previous === me) {
+    status.textContent = `${user} owns this room now; you are one of its moderators. Reload the page to leave it.`;
+  }
 }
 
 function showTopic(topic) {

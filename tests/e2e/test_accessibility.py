@@ -56,6 +56,7 @@ PAGES = [
     "/rooms/lobby/",
     "/rooms/nothing-here/",
     "/rooms/private-plans/settings/",
+    "/rooms/lobby/settings/",  # with members to hand the room over to
     "/rooms/{direct}/",
     "/dm/",
     "/dm/carol/",

@@ -69,6 +69,62 @@ def test_leaving_a_room_takes_every_tab_back_to_the_directory(live, new_context,
     expect(alice.get_by_role("button", name="Leave room")).to_have_count(0)
 
 
+def test_owner_hands_the_room_over_then_leaves(live, new_page, make_user):
+    from django.contrib.auth import get_user_model
+
+    from chat import services
+
+    room, alice, bob = alice_and_bob_in_lobby(live, new_page, make_user)
+    services.join_room(room=room, user=get_user_model().objects.get(username="bob"))
+    services.join_room(room=room, user=make_user("carol"))
+    open_room(bob, live, room.slug)
+    expect(bob.get_by_role("link", name="Room settings")).to_have_count(0)
+    open_room(alice, live, room.slug)
+    expect(alice.get_by_role("button", name="Leave room")).to_have_count(0)
+
+    # With the keyboard, past the select: the box to tick, then the button.
+    alice.get_by_role("link", name="Room settings").click()
+    handover = alice.get_by_role("region", name="Hand over the room")
+    new_owner = handover.get_by_role("combobox", name="New owner")
+    expect(new_owner.locator("option")).to_have_text(["Choose a member", "bob", "carol"])
+    new_owner.select_option("bob")
+    new_owner.focus()
+    alice.keyboard.press("Tab")
+    confirm = handover.get_by_role("checkbox", name="I understand")
+    expect(confirm).to_be_focused()
+    alice.keyboard.press("Space")
+    alice.keyboard.press("Tab")
+    expect(handover.get_by_role("button", name="Hand over the room")).to_be_focused()
+    alice.keyboard.press("Enter")
+
+    expect(alice).to_have_url(f"{live.url}/rooms/{room.slug}/")
+    expect(alice.locator(".flash")).to_contain_text(
+        "bob owns Lobby now. You stay on as one of its moderators."
+    )
+    expect(alice.get_by_role("link", name="Room settings")).to_have_count(0)
+    # Bob's open page follows: the roles, and the owner's settings link.
+    roles = bob.locator("#members li")
+    expect(roles.filter(has_text="bob").locator(".member-role")).to_have_text("owner")
+    expect(roles.filter(has_text="alice").locator(".member-role")).to_have_text("moderator")
+    expect(bob.locator("#moderation-status")).to_contain_text("you own it now")
+    expect(bob.get_by_role("link", name="Room settings")).to_be_visible()
+
+    alice.get_by_role("button", name="Leave room").click()
+    expect(alice).to_have_url(live.url + "/")
+    expect(alice.get_by_text("You left Lobby.")).to_be_visible()
+
+    # On his next load Bob has every owner's control, and no way to leave.
+    open_room(bob, live, room.slug)
+    expect(bob.get_by_role("button", name="Manage members")).to_be_visible()
+    expect(bob.get_by_role("button", name="Leave room")).to_have_count(0)
+    expect(bob.locator("#members li[data-user=alice]")).to_have_count(0)
+    bob.get_by_role("link", name="Room settings").click()
+    expect(bob.get_by_role("heading", name="Settings of Lobby")).to_be_visible()
+    expect(bob.get_by_role("combobox", name="New owner").locator("option")).to_have_text(
+        ["Choose a member", "carol"]
+    )
+
+
 def test_member_list_shows_everyone_online_first_with_roles(live, new_page, make_user):
     from chat import services
 
