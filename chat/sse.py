@@ -20,7 +20,9 @@ CSRF-protected, the same validation, budgets, rate limits and errors) and
 answers with a JSON array of the frames the socket would have answered with
 (`ack`, `error`, `pong`, `history`; none for `typing` and `read`). `conn` is
 the stream's connection id from its `hello`, so that the stream is skipped
-where a socket would be (its own typing, its own read position).
+where a socket would be (its own typing, its own read position). Without a
+valid CSRF token nothing is done and the answer is `403` with a `forbidden`
+error frame (`csrf_refused`), which the page shows like any refusal.
 """
 
 from __future__ import annotations
@@ -310,6 +312,20 @@ async def post_frame(request, slug: str):
         if frame_handler.history_task is not None:
             await frame_handler.history_task
     return HttpResponse(answer.body(), status=status, content_type="application/json")
+
+
+# The page's CSRF token no longer matches its cookie (a login elsewhere
+# rotated it, the cookie was cleared): only a reload gives it a new one.
+CSRF_REFUSED = "This page is out of date: reload it, then send again."
+
+
+def csrf_refused() -> HttpResponse:
+    """A frame POSTed without a valid CSRF token: refused before the view
+    (chat.views.csrf_failure), answered as frames the page reads rather than
+    Django's HTML page, which it could not."""
+    answer = FramesAnswer()
+    answer.write(wire.error_frame("forbidden", CSRF_REFUSED))
+    return HttpResponse(answer.body(), status=403, content_type="application/json")
 
 
 def events_alias() -> str:

@@ -1,19 +1,25 @@
 """What only the event stream has (chat.sse), through the whole ASGI stack:
 its lifecycle as an AsyncHttpConsumer, Last-Event-ID, the opening and the
-heartbeat comments. What it shares with the WebSocket runs over both in the
-contract's tests (both_transports)."""
+heartbeat comments, and the CSRF refusal of a POSTed frame. What it shares
+with the WebSocket runs over both in the contract's tests (both_transports)."""
 
 import asyncio
+import json
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.test import Client
 
-from chat import hub, services
-from tests.conftest import TIMEOUT
+from chat import hub, services, sse
+from chat.models import Message
+from tests.conftest import TIMEOUT, post_frame, session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 # The `connect` fixture's sockets are event streams in these tests.
 eventstream = pytest.mark.parametrize("transport", ["eventstream"], indirect=True)
+
+count_messages = sync_to_async(lambda **kw: Message.objects.filter(**kw).count())
 
 
 async def post_messages(room, author, count):
@@ -80,3 +86,32 @@ async def test_the_stream_opens_with_retry_then_beats_with_comments(connect, ali
     assert stream.body.startswith(b"retry: 2000\n\n")
     assert await asyncio.wait_for(stream.comments.get(), TIMEOUT) == b": ping"
     assert await asyncio.wait_for(stream.comments.get(), TIMEOUT) == b": ping"  # and again
+
+
+# ---------------------------------------------------------------- frames up
+
+
+@pytest.mark.parametrize("csrf_header", [None, "w" * 32], ids=["missing", "wrong"])
+async def test_a_frame_posted_without_a_valid_csrf_token_is_refused_as_a_frame(
+    alice, room, csrf_header
+):
+    cookie = "sessionid=" + await sync_to_async(session_cookie_for)(alice)
+    frame = json.dumps({"type": "message.send", "body": "forged", "client_id": "c1"}).encode()
+    path = f"/sse/rooms/{room.slug}/"
+
+    status, frames = await post_frame(path, frame, cookie=cookie, csrf_header=csrf_header)
+    assert status == 403
+    assert frames == [{"type": "error", "code": "forbidden", "detail": sse.CSRF_REFUSED}]
+    assert await count_messages(room=room) == 0
+
+    status, frames = await post_frame(path, frame, cookie=cookie)  # the page's own token
+    assert status == 200 and frames[0]["type"] == "ack"
+    assert await count_messages(room=room) == 1
+
+
+def test_other_csrf_refusals_are_still_djangos_page(alice):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    response = client.post("/rooms/new/", {"name": "x"})
+    assert response.status_code == 403
+    assert response["content-type"].startswith("text/html")
