@@ -407,7 +407,7 @@ class RoomSession:
         self._error(error.code, error.detail, **error.fields)
 
 
-class RoomConsumer(RoomSession, AsyncWebsocketConsumer):  # type: ignore[misc]
+class RoomConsumer(RoomSession, AsyncWebsocketConsumer):
     """The room over a WebSocket. The session comes first in the MRO: its
     `close` (synchronous, from the hub) and `receive` are the ones used, not
     AsyncWebsocketConsumer's."""
