@@ -1,9 +1,15 @@
-"""One consumer per WebSocket: authenticate, check access, take a seat in the
-room's hub (chat.hub), validate client frames and call services.
+"""A room's conversation over one connection: authenticate, check access,
+take a seat in the room's hub (chat.hub), validate client frames and call
+services.
+
+`RoomSession` is all of that, free of any transport: it writes frames to a
+writer and is closed with a code. `RoomConsumer` is the session over a
+WebSocket; chat.sse has it over an event stream (`RoomEventStream`, an
+AsyncHttpConsumer) and answers POSTed frames with it.
 
 Everything the room sends (messages, typing, presence, removals, closes)
-reaches the socket through its worker's hub, which writes the same frame to
-every local socket; the consumer itself has no channel on the channel layer.
+reaches the connection through its worker's hub, which writes the same frame
+to every local listener; no session has a channel on the channel layer.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import secrets
 import time
 from urllib.parse import parse_qs
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -52,9 +59,14 @@ RETRY_BUSY = 1
 logger = logging.getLogger(__name__)
 
 
-class RoomConsumer(AsyncWebsocketConsumer):
+class RoomSession:
+    """One member in one room, whatever carries the frames: a subclass sets
+    `writer` (the interface of chat.sockets' writers) and says how the
+    connection is accepted (`open_transport`)."""
+
     slug: str  # the route's (chat.routing)
     session_key: str | None  # from the session cookie (chat.routing)
+    channel_layer_alias: str = DEFAULT_CHANNEL_LAYER  # whose hub the session sits in
     seat: hub.Seat | None = None
     user = None
     room = None
@@ -74,28 +86,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if channel_layer_alias is not None:
             self.channel_layer_alias = channel_layer_alias
 
-    async def __call__(self, scope, receive, send):
-        """Channels' own loop would give every socket a channel on the layer
-        and a task waiting on it; here only the client's frames come in."""
-        self.scope = scope
-        self.base_send = send
-        self.writer = sockets.writer_for(
-            send, max_queued=settings.CHAT_MAX_QUEUED_BYTES, on_overflow=self._too_far_behind
-        )
-        try:
-            while True:
-                message = await receive()
-                kind = message["type"]
-                if kind == "websocket.connect":
-                    await self.open()
-                elif kind == "websocket.receive":
-                    await self.receive(message.get("text"), message.get("bytes"))
-                elif kind == "websocket.disconnect":
-                    raise StopConsumer
-        except StopConsumer:
-            pass
-        finally:  # however the socket ends: closed, cancelled, crashed
-            self._leave()
+    async def open_transport(self) -> None:
+        """Accept the connection, before anything else: a refusal is then
+        told with a close code the client can read."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ the Listener side
 
@@ -113,7 +107,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         else:
             self.writer.write(text, data)
 
-    def close(self, code: int = 1000, reason: str = "") -> None:  # type: ignore[override]
+    def close(self, code: int = 1000, reason: str = "") -> None:
         """Close from the server's side; no frame of the room follows."""
         if not self.closed:
             self.closed = True
@@ -141,7 +135,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def open(self):
         # Accept first, then close with a code: browsers can read 44xx codes
         # only on a socket that was opened.
-        await self.accept()
+        await self.open_transport()
         self.conn_id = f"{_CONN_PREFIX}.{next(_conn_numbers)}"
         try:
             self.worker_hub = await hub.get_hub(self.channel_layer_alias)
@@ -411,6 +405,38 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if error.close_code is not None:
             return self.close(error.close_code)
         self._error(error.code, error.detail, **error.fields)
+
+
+class RoomConsumer(RoomSession, AsyncWebsocketConsumer):
+    """The room over a WebSocket. The session comes first in the MRO: its
+    `close` (synchronous, from the hub) and `receive` are the ones used, not
+    AsyncWebsocketConsumer's."""
+
+    async def __call__(self, scope, receive, send):
+        """Channels' own loop would give every socket a channel on the layer
+        and a task waiting on it; here only the client's frames come in."""
+        self.scope = scope
+        self.base_send = send
+        self.writer = sockets.writer_for(
+            send, max_queued=settings.CHAT_MAX_QUEUED_BYTES, on_overflow=self._too_far_behind
+        )
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.connect":
+                    await self.open()
+                elif kind == "websocket.receive":
+                    await self.receive(message.get("text"), message.get("bytes"))
+                elif kind == "websocket.disconnect":
+                    raise StopConsumer
+        except StopConsumer:
+            pass
+        finally:  # however the socket ends: closed, cancelled, crashed
+            self._leave()
+
+    async def open_transport(self) -> None:
+        await self.accept()
 
 
 class NoRouteConsumer(AsyncWebsocketConsumer):

@@ -8,16 +8,21 @@ Where the WebSocket would close with a code, the stream sends
 `{"type": "close", "code": ...}` and ends. A comment every
 CHAT_SSE_HEARTBEAT seconds keeps proxies from closing a quiet stream.
 
-The stream is RoomEventStream: the WebSocket consumer (access checks,
-limits, the hub seat, hello and history) with another writer, so it is one
-more listener of the worker's room hub, not a second implementation.
+The stream is RoomEventStream, a Channels AsyncHttpConsumer around the
+room session the WebSocket consumer has too (chat.consumers.RoomSession:
+access checks, limits, the hub seat, hello and history) with another writer,
+so it is one more listener of the worker's room hub, not a second
+implementation. Its `handle` lasts as long as the stream: until the server
+ends it (a close) or the client goes away.
 
 `POST /sse/rooms/<slug>/[?conn=<id>]` takes one client frame (the same JSON,
 CSRF-protected, the same validation, budgets, rate limits and errors) and
 answers with a JSON array of the frames the socket would have answered with
 (`ack`, `error`, `pong`, `history`; none for `typing` and `read`). `conn` is
 the stream's connection id from its `hello`, so that the stream is skipped
-where a socket would be (its own typing, its own read position).
+where a socket would be (its own typing, its own read position). Without a
+valid CSRF token nothing is done and the answer is `403` with a `forbidden`
+error frame (`csrf_refused`), which the page shows like any refusal.
 """
 
 from __future__ import annotations
@@ -28,13 +33,16 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import hub, sockets, wire
-from .consumers import RoomConsumer
+from .consumers import RoomSession
 from .events import Close
 
 logger = logging.getLogger(__name__)
@@ -71,6 +79,9 @@ class EventStreamWriter:
         self.queue: deque[bytes] = deque()  # the ASGI path only
         self.drainer: asyncio.Task | None = None
         self.tail: bytes | None = None  # the rest of a chunk the client has begun
+        # Done once the response is complete: the last of the body sent (or
+        # the client gone meanwhile).
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @property
     def is_open(self) -> bool:
@@ -78,8 +89,8 @@ class EventStreamWriter:
             return False
         return self.request is None or self.request.channel is not None
 
-    async def start(self) -> None:
-        await self.send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    def begin(self) -> None:
+        """The headers are sent: the events follow the opening."""
         self.started = True
         self._put(OPENING)
 
@@ -136,12 +147,22 @@ class EventStreamWriter:
         if self.drainer is None or self.drainer.done():
             self.drainer = asyncio.get_running_loop().create_task(self._drain())
 
+    def client_left(self) -> None:
+        """Nothing more goes out (the request is over)."""
+        self.finished = True
+        self.queue.clear()
+        self._ended()
+
+    def _ended(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
+
     def _finish(self) -> None:
         self.finished = True
         if self.request is not None:
             with contextlib.suppress(Exception):  # the client left meanwhile
                 self.request.finish()
-            return
+            return self._ended()
         self.queue.append(b"")  # the end of the body
         if self.drainer is None or self.drainer.done():
             self.drainer = asyncio.get_running_loop().create_task(self._drain())
@@ -155,31 +176,64 @@ class EventStreamWriter:
             except Exception:
                 logger.debug("stream send failed; dropping what is queued", exc_info=True)
                 self.queue.clear()
+                last = True
+            if last:
+                self._ended()
 
 
-class RoomEventStream(RoomConsumer):
-    """A room's frames as Server-Sent Events (see the module's docstring)."""
+class RoomEventStream(RoomSession, AsyncHttpConsumer):
+    """A room's frames as Server-Sent Events (see the module's docstring).
+    The session comes first in the MRO, so `close(code)` (the hub's) is the
+    session's; `send` is AsyncHttpConsumer's, the response's messages."""
 
     async def __call__(self, scope, receive, send):
+        """AsyncConsumer's, without the channel on the channel layer (and
+        the task reading it) it would open for every stream: the room's
+        events come from the worker's hub. The client's messages go to
+        AsyncHttpConsumer's handlers (http_request, http_disconnect)."""
         self.scope = scope
         self.base_send = send
+        self.client_receive = receive
         self.writer = EventStreamWriter(
             send, max_queued=settings.CHAT_MAX_QUEUED_BYTES, on_overflow=self._too_far_behind
         )
-        try:
+        with contextlib.suppress(StopConsumer):
             while True:
-                message = await receive()
-                if message["type"] == "http.request" and not message.get("more_body"):
-                    await self.open()
-                elif message["type"] == "http.disconnect":
-                    break
-        finally:
-            self._leave()
-            if not self.writer.finished:
-                self.writer.finished = True
+                await self.dispatch(await receive())
 
-    async def accept(self, subprotocol=None, headers=None):
-        await self.writer.start()
+    async def dispatch(self, message):
+        """AsyncConsumer's dispatch without its trip to the database thread
+        (close_old_connections) before every message: the stream reaches
+        the database only through database_sync_to_async, which does that
+        itself, and a storm of reconnecting streams would queue behind one
+        another on that thread."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def handle(self, body: bytes) -> None:
+        """The whole stream: open the session (the headers go first, a
+        refusal is a close event), then stay until the server ends the
+        stream or the client goes away; `dispatch` is blocked meanwhile, so
+        the client's `http.disconnect` is watched for here."""
+        await self.open()
+        client_gone = asyncio.ensure_future(self.client_receive())
+        ended = (client_gone, self.writer.ended)
+        try:
+            await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            client_gone.cancel()
+
+    async def disconnect(self) -> None:
+        """However the stream ended (AsyncHttpConsumer calls this after
+        `handle`, even when it was cancelled): leave the room, stop writing."""
+        self._leave()
+        self.writer.client_left()
+
+    async def open_transport(self) -> None:
+        await self.send_headers(headers=HEADERS)
+        self.writer.begin()
 
     def requested_after(self) -> str | None:
         """`Last-Event-ID` (an EventSource reconnecting), else `after`."""
@@ -247,7 +301,7 @@ async def post_frame(request, slug: str):
         status = 401
         answer.close(Close.SESSION_ENDED)
     if access:
-        frame_handler = RoomConsumer()
+        frame_handler = RoomSession()
         frame_handler.user, frame_handler.room = access.user, access.room
         frame_handler.conn_id = request.GET.get("conn", "")[:64] or "http"
         frame_handler.worker_hub = worker_hub
@@ -258,6 +312,20 @@ async def post_frame(request, slug: str):
         if frame_handler.history_task is not None:
             await frame_handler.history_task
     return HttpResponse(answer.body(), status=status, content_type="application/json")
+
+
+# The page's CSRF token no longer matches its cookie (a login elsewhere
+# rotated it, the cookie was cleared): only a reload gives it a new one.
+CSRF_REFUSED = "This page is out of date: reload it, then send again."
+
+
+def csrf_refused() -> HttpResponse:
+    """A frame POSTed without a valid CSRF token: refused before the view
+    (chat.views.csrf_failure), answered as frames the page reads rather than
+    Django's HTML page, which it could not."""
+    answer = FramesAnswer()
+    answer.write(wire.error_frame("forbidden", CSRF_REFUSED))
+    return HttpResponse(answer.body(), status=403, content_type="application/json")
 
 
 def events_alias() -> str:

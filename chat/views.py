@@ -7,13 +7,23 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views import csrf
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from . import health, search, selectors, services, throttle, wire
+from . import health, search, selectors, services, sse, throttle, wire
 from .events import Close
 from .forms import AddMemberForm, DirectForm, HandOverForm, RoomForm, SignupForm, TopicForm
 from .models import Invite, Message
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: Django's page, but for a frame POSTed beside an
+    event stream, whose answer the page reads as JSON frames."""
+    match = request.resolver_match
+    if match is not None and match.view_name == "chat:sse_frame":
+        return sse.csrf_refused()
+    return csrf.csrf_failure(request, reason)
 
 
 def signup(request):

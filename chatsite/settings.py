@@ -139,6 +139,8 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 # Same-origin form posts pass Django's Origin check without this; it is for a
 # proxy that rewrites the scheme or port.
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+# Django's 403 page, but a refused frame POST gets a frame (chat.sse).
+CSRF_FAILURE_VIEW = "chat.views.csrf_failure"
 
 INSTALLED_APPS = [
     "daphne",

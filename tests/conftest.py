@@ -243,10 +243,53 @@ class ChatSocket:
 CSRF_TOKEN = "t" * 32  # a CSRF secret of the right form, as cookie and header
 
 
+async def post_frame(
+    path: str, body: bytes, *, cookie: str, query: str = "", csrf_header: str | None = CSRF_TOKEN
+) -> tuple[int, list]:
+    """POST a frame beside an event stream through the whole ASGI stack, as
+    the page does: `cookie` has the session; the CSRF cookie is CSRF_TOKEN,
+    sent back as X-CSRFToken unless `csrf_header` says otherwise (None: no
+    header). Returns the status and the answer's frames."""
+    from channels.testing import ApplicationCommunicator
+
+    from chatsite.asgi import application
+
+    headers = [
+        (b"cookie", f"{cookie}; csrftoken={CSRF_TOKEN}".encode()),
+        (b"host", b"localhost"),
+        (b"content-type", b"application/json"),
+    ]
+    if csrf_header is not None:
+        headers.append((b"x-csrftoken", csrf_header.encode()))
+    comm = ApplicationCommunicator(
+        application,
+        {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "query_string": query.encode(),
+            "headers": headers,
+        },
+    )
+    await comm.send_input({"type": "http.request", "body": body, "more_body": False})
+    start = await comm.receive_output(TIMEOUT)
+    answer = b""
+    while True:
+        message = await comm.receive_output(TIMEOUT)
+        answer += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    # Let the request finish (request_finished gives its database
+    # connection back) before the test's event loop may end.
+    await comm.wait(TIMEOUT)
+    return start["status"], json.loads(answer)
+
+
 class StreamSocket:
     """The event-stream transport (chat.sse) behind ChatSocket's methods: the
     room's events from a streamed GET, frames sent as POSTs whose answers
-    arrive among the events, a close frame where a WebSocket would close."""
+    arrive among the events, a close frame where a WebSocket would close.
+    `body` is the stream as it came, `comments` its comment lines."""
 
     def __init__(self, app, path: str, headers: list, post_path: str):
         from channels.testing import ApplicationCommunicator
@@ -257,6 +300,10 @@ class StreamSocket:
         self.backlog: list[dict] = []
         self.unbatched: list[dict] = []
         self.frames: asyncio.Queue = asyncio.Queue()
+        self.comments: asyncio.Queue = asyncio.Queue()
+        self.body = b""
+        self.ended = asyncio.Event()  # the response's last body message came
+        self.last_event_id: str | None = None
         path, _, query = path.partition("?")
         self.comm = ApplicationCommunicator(
             app,
@@ -281,13 +328,19 @@ class StreamSocket:
         pending = b""
         while True:
             message = await self.comm.receive_output(3600)
+            self.body += message.get("body", b"")
             pending += message.get("body", b"")
             *events, pending = pending.split(b"\n\n")
             for event in events:
                 for line in event.split(b"\n"):
                     if line.startswith(b"data: "):
                         await self._arrived(json.loads(line[6:]))
+                    elif line.startswith(b"id: "):
+                        self.last_event_id = line[4:].decode()
+                    elif line.startswith(b":"):
+                        await self.comments.put(line)
             if not message.get("more_body"):
+                self.ended.set()
                 await self.frames.put(None)
                 return
 
@@ -300,41 +353,16 @@ class StreamSocket:
         await self.send_raw(json.dumps(frame))
 
     async def send_raw(self, text=None, bytes_data=None):
-        from channels.testing import ApplicationCommunicator
-
-        from chatsite.asgi import application
-
         assert bytes_data is None, "the event stream's frames are JSON text"
-        body = text.encode("utf-8", "surrogatepass")
-        cookie = (
-            next(v for k, v in self.headers if k == b"cookie")
-            + f"; csrftoken={CSRF_TOKEN}".encode()
+        session_cookie = next(v for k, v in self.headers if k == b"cookie").decode()
+        status, frames = await post_frame(
+            self.post_path,
+            text.encode("utf-8", "surrogatepass"),
+            cookie=session_cookie,
+            query=f"conn={self.conn}",
         )
-        headers = [(b"cookie", cookie), (b"x-csrftoken", CSRF_TOKEN.encode())]
-        headers += [(b"host", b"localhost"), (b"content-type", b"application/json")]
-        comm = ApplicationCommunicator(
-            application,
-            {
-                "type": "http",
-                "method": "POST",
-                "path": self.post_path,
-                "query_string": f"conn={self.conn}".encode(),
-                "headers": headers,
-            },
-        )
-        await comm.send_input({"type": "http.request", "body": body, "more_body": False})
-        start = await comm.receive_output(TIMEOUT)
-        answer = b""
-        while True:
-            message = await comm.receive_output(TIMEOUT)
-            answer += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        # Let the request finish (request_finished gives its database
-        # connection back) before the test's event loop may end.
-        await comm.wait(TIMEOUT)
-        assert start["status"] in (200, 401, 403), (start, answer)
-        for frame in json.loads(answer):
+        assert status in (200, 401, 403), (status, frames)
+        for frame in frames:
             await self._arrived(frame)
 
     async def recv(self, timeout=TIMEOUT) -> dict:
@@ -412,10 +440,12 @@ async def connect(transport):
         expect_hello=True,
         cookie=None,
         changes=None,
+        headers=(),
     ):
         """`cookie`: a session id to use (default: a new session of `user`);
-        `changes`: the `changes` query parameter ("" or a change number)."""
-        headers = [(b"origin", origin.encode())] if origin else []
+        `changes`: the `changes` query parameter ("" or a change number);
+        `headers`: more request headers, as (bytes, bytes) pairs."""
+        headers = [*headers, *([(b"origin", origin.encode())] if origin else [])]
         if user is not None or cookie is not None:
             cookie = cookie or await sync_to_async(session_cookie_for)(user)
             headers.append((b"cookie", f"sessionid={cookie}".encode()))

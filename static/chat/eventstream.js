@@ -52,6 +52,7 @@ export class EventStream {
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": this.csrfToken },
     })
+      // Refusals are frames too (a 403 for a stale CSRF token: `forbidden`).
       .then((response) => response.json())
       .then((frames) => {
         for (const frame of frames) this.received(JSON.stringify(frame));

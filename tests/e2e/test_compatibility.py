@@ -1,15 +1,15 @@
 """Chat where WebSockets are blocked (issue 12), in real browsers: the page
 falls back to Server-Sent Events by itself and says so, two people on two
-workers still chat, and a stream that ends (or a reload) resumes without a
-gap."""
+workers still chat, a stream that ends (or a reload) resumes without a gap,
+and a send the server refuses for a stale CSRF token says so."""
 
 from __future__ import annotations
 
 import pytest
 from playwright.sync_api import expect
 
-from chat import services
-from tests.e2e.pages import bodies, stored
+from chat import services, sse
+from tests.e2e.pages import bodies, log_in, stored
 from tests.servers import DaphneServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -91,3 +91,23 @@ def test_two_people_behind_a_websocket_blocking_proxy_chat_across_workers(
         ]
     )
     assert [body for _, body in stored("blocked")][-1] == "after the reload"
+
+
+def test_a_send_with_a_stale_csrf_token_is_refused_and_the_page_says_so(
+    live, new_context, make_user
+):
+    services.create_room(owner=make_user("alice"), name="Blocked")
+    context = new_context()
+    context.add_init_script(BLOCK_WEBSOCKETS)
+    page = context.new_page()
+    log_in(page, live, "alice")
+    page.goto(live.url + "/rooms/blocked/")
+    expect(page.get_by_role("status")).to_have_text("Connected (compatibility mode)")
+
+    # Another CSRF cookie (a login in another tab rotates it): the token the
+    # page was rendered with no longer matches.
+    context.add_cookies([{"name": "csrftoken", "value": "s" * 32, "url": live.url}])
+    say(page, "not sent")
+    expect(page.locator("#composer-error")).to_have_text(sse.CSRF_REFUSED)
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("not sent")
+    assert stored("blocked") == []
