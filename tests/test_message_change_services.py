@@ -193,6 +193,17 @@ class TestReactions:
             )
         assert not Reaction.objects.exists()
 
+    def test_muted_users_do_not_react(self, room, alice, bob):
+        message = say(room, alice, "hi")
+        Membership.objects.create(
+            room=room, user=bob, muted_until=timezone.now() + timedelta(hours=1)
+        )
+        with pytest.raises(services.Muted):
+            changes.store_reaction(
+                room=room, user=bob, message_id=message.pk, emoji=THUMBS, on=True
+            )
+        assert not Reaction.objects.exists()
+
 
 def test_changes_since_gives_the_latest_state_of_each_changed_message(room, alice, bob):
     first, second, third = (say(room, alice, body) for body in ("one", "two", "three"))

@@ -182,6 +182,39 @@ async def test_nobody_deletes_someone_elses_message(connect, alice, bob, room):
     assert (await sync_to_async(Message.objects.get)(pk=ack["id"])).deleted_at is None
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [{}, {"id": "seven"}, {"id": 1.5}, {"id": None}, {"id": True}],
+    ids=["no_id", "id_not_a_number", "id_a_fraction", "id_null", "id_a_boolean"],
+)
+async def test_a_malformed_delete_is_refused_and_changes_nothing(connect, alice, room, frame):
+    a, _, _ = await connect(alice, room.slug)
+    ack = await post(a, "keep me")
+    await a.send(type="message.delete", **frame)
+    assert (await a.expect("error"))["code"] == "bad_request"
+    assert (await sync_to_async(Message.objects.get)(pk=ack["id"])).deleted_at is None
+
+
+@pytest.mark.parametrize("kind", ["message.delete", "reaction"])
+async def test_deletes_and_reactions_count_against_the_message_rate_limit(
+    connect, alice, room, settings, kind
+):
+    settings.CHAT_RATE_LIMIT = (2, 30)
+    a, _, _ = await connect(alice, room.slug)
+    first = await post(a, "one")
+    frames = {
+        "message.delete": {"id": first["id"]},
+        "reaction": {"id": first["id"], "emoji": THUMBS, "on": True},
+    }
+    await a.send(type=kind, **frames[kind])
+    await a.expect("ack", of=kind)
+    await a.send(type="message.send", body="three", client_id="c-three")
+    error = await a.expect("error")
+    assert error["code"] == "rate_limited" and error["retry_after"] > 0
+    bodies = await sync_to_async(list)(Message.objects.values_list("body", flat=True))
+    assert bodies == ["one"]
+
+
 # ---------------------------------------------------------------- replies
 
 
