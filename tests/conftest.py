@@ -42,6 +42,19 @@ def close_sync_thread_connections(django_db_setup):
     asyncio.run(sync_to_async(connections.close_all)())
 
 
+async def eventually(check, what: str, timeout: float = TIMEOUT):
+    """Wait until `await check()` is truthy, and return it; AssertionError
+    after `timeout` seconds. For state in a store (Redis, the database) that
+    changes with no event a test can wait on: it is read again every 20 ms."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (result := await check()):
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.02)  # the interval between reads, not synchronisation
+    return result
+
+
 # ---------------------------------------------------------------- channel layers
 
 
