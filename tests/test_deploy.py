@@ -134,7 +134,9 @@ def test_compose_web_is_scalable_healthchecked_and_configured_by_environment():
 
     check = " ".join(web["healthcheck"]["test"])
     assert "deploy/healthcheck.py" in check
-    assert "/healthz" in (ROOT / "deploy" / "healthcheck.py").read_text()
+    # Liveness: a database or Redis blip must not mark every replica unhealthy.
+    exit_code, probes = run_healthcheck(answer=200)
+    assert exit_code == 0 and [path for path, _ in probes] == ["/livez"]
 
     services = spec["services"]
     db_name, _ = service_with_image(services, "postgres")
@@ -156,6 +158,45 @@ def test_compose_web_is_scalable_healthchecked_and_configured_by_environment():
     db = services[db_name]["environment"]
     assert db["POSTGRES_PASSWORD"] == migrate["environment"]["PGPASSWORD"], "required, no default"
     assert "--proxy-headers" in command_text(web), "the client address from nginx's header"
+
+
+class RecordingWorker(BaseHTTPRequestHandler):
+    """Stands in for the worker a healthcheck probes: answers every GET with
+    the server's `status` and records (path, Host) in its `probes`."""
+
+    def do_GET(self):
+        self.server.probes.append((self.path, self.headers["Host"]))
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def run_healthcheck(*, answer: int, allowed_hosts: str = "") -> tuple[int, list[tuple[str, str]]]:
+    """deploy/healthcheck.py against a worker answering `answer`: its exit
+    code and the (path, Host) of every request it made."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingWorker)
+    server.status, server.probes = answer, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {"PORT": str(server.server_address[1]), "DJANGO_ALLOWED_HOSTS": allowed_hosts}
+        done = run_python("deploy/healthcheck.py", env=env, timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return done.returncode, server.probes
+
+
+@pytest.mark.parametrize(
+    "allowed_hosts, host", [("chat.example.com,localhost", "chat.example.com"), ("", "localhost")]
+)
+def test_the_web_healthcheck_probes_liveness_with_an_allowed_host(allowed_hosts, host):
+    exit_code, probes = run_healthcheck(answer=200, allowed_hosts=allowed_hosts)
+    assert (exit_code, probes) == (0, [("/livez", host)])
+    unhealthy, _ = run_healthcheck(answer=503, allowed_hosts=allowed_hosts)
+    assert unhealthy == 1
 
 
 def test_compose_load_balancer_publishes_a_port_and_proxies_websockets_to_web():
