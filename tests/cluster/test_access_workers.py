@@ -184,9 +184,14 @@ async def test_a_socket_past_its_maximum_age_reconnects_and_is_checked_again(
         await _remove_member_without_telling_anyone(room, member)
         timeout = MAX_SOCKET_AGE + 8
         await members_page.wait(
-            lambda: len(members_page.close_codes) == 2, "the member to be turned away", timeout
+            lambda: Close.NO_ACCESS in members_page.close_codes,
+            "the member to be turned away",
+            timeout,
         )
-        assert members_page.close_codes == [Close.RECONNECT, Close.NO_ACCESS]
+        # Asked back once or more (a slow machine may expire the first socket
+        # before the removal), then refused on the way back in.
+        *asked_back, refused = members_page.close_codes
+        assert asked_back and set(asked_back) == {Close.RECONNECT} and refused == Close.NO_ACCESS
         await owners_page.wait(
             lambda: owners_page.connections >= 2 and not owners_page.client.closed,
             "the owner to be back in",
