@@ -213,6 +213,15 @@ class SocketCounter:
             await pipe.execute()
         return [None] * len(sockets)
 
+    async def count(self, user_id: int) -> int:
+        """How many sockets the user has open now, on every worker (read only:
+        a dead worker's count until its entries expire)."""
+        now = time.time()
+        if not settings.REDIS_URL:
+            return sum(until > now for until in self.memory.get(user_id, {}).values())
+        client = redis_clients.async_client(settings.REDIS_URL)
+        return await client.zcount(self._key(user_id), now, "+inf")
+
     async def refresh(self, conns: dict[int, list[str]]) -> None:
         """Keep this worker's sockets ({user id: [conn ids]}) counted."""
         _, expiry, key_ttl = self._times()

@@ -42,6 +42,19 @@ def close_sync_thread_connections(django_db_setup):
     asyncio.run(sync_to_async(connections.close_all)())
 
 
+async def eventually(check, what: str, timeout: float = TIMEOUT):
+    """Wait until `await check()` is truthy, and return it; AssertionError
+    after `timeout` seconds. For state in a store (Redis, the database) that
+    changes with no event a test can wait on: it is read again every 20 ms."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (result := await check()):
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.02)  # the interval between reads, not synchronisation
+    return result
+
+
 # ---------------------------------------------------------------- channel layers
 
 
@@ -80,7 +93,15 @@ def redis_layer(settings, redis_url):
     """Channel layer, presence and cache on the real Redis, under a prefix of
     this test's own. Alias `worker2` is a second layer instance on the same
     Redis: a consumer on it behaves as one on another worker."""
-    prefix = f"t{uuid.uuid4().hex[:10]}"
+    use_redis(settings, redis_url, prefix=f"t{uuid.uuid4().hex[:10]}")
+    yield redis_url
+    _reset_layers()
+
+
+def use_redis(settings, redis_url: str, *, prefix: str) -> None:
+    """Put this process's channel layer (aliases `default` and `worker2`),
+    presence, limits and cache on `redis_url` under `prefix`, as a worker
+    configured with REDIS_URL and CHAT_REDIS_PREFIX is (chatsite/settings.py)."""
     layer = {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [redis_url], "prefix": prefix},
@@ -95,8 +116,6 @@ def redis_layer(settings, redis_url):
             "KEY_PREFIX": prefix,
         }
     }
-    _reset_layers()
-    yield redis_url
     _reset_layers()
 
 

@@ -12,10 +12,10 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.sessions.models import Session
 from django.test import Client
 
-from chat import selectors, services
+from chat import hub, limits, presence, selectors, services
 from chat.models import Membership, Room
 from chatsite.asgi import application
-from tests.conftest import session_cookie_for
+from tests.conftest import eventually, session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,6 +100,7 @@ async def test_sockets_per_user_are_capped_across_workers(
     await connect(alice, room.slug)
     extra, _, _ = await connect(alice, room.slug, layer_alias=second_worker, expect_hello=False)
     await extra.expect_closed(4429)
+    assert await limits.sockets.count(alice.pk) == 3  # the refused one was never counted
     await connect(bob, room.slug)  # per user
     await first.close()
     for _ in range(50):  # the count drops as the closed socket's cleanup runs
@@ -122,7 +123,6 @@ async def test_a_socket_closing_during_a_refresh_is_not_counted_again(
     # close has landed, the worst order.
     import redis as redis_sync
 
-    from chat import limits
     from chat import redis as redis_clients
 
     client = redis_clients.async_client(redis_layer)
@@ -237,6 +237,31 @@ async def test_a_deleted_room_closes_its_sockets_and_a_late_send_is_refused(conn
         await sync_to_async(services.store_message)(
             room=room, author=alice, body="too late", client_id=None
         )
+
+
+async def test_a_deleted_room_leaves_no_presence_entry_or_socket_count_behind(
+    connect, alice, bob, room, redis_layer
+):
+    store = presence.get_store()
+    a, _, _ = await connect(alice, room.slug)
+    b, _, _ = await connect(bob, room.slug, layer_alias="worker2")
+    assert await store.online_users(room.pk) == ["alice", "bob"]
+    assert await limits.sockets.count(alice.pk) == await limits.sockets.count(bob.pk) == 1
+
+    await sync_to_async(Room.objects.filter(pk=room.pk).delete)()
+    await a.expect_closed(4403)
+    await b.expect_closed(4403)
+
+    async def all_gone():
+        counts = [await limits.sockets.count(user.pk) for user in (alice, bob)]
+        return await store.online_users(room.pk) == [] and counts == [0, 0]
+
+    await eventually(all_gone, "the closed sockets' presence entries and counts to go")
+    # A heartbeat after the close puts nothing back: a worker's heartbeat once
+    # kept a deleted room's entry alive for as long as the worker ran.
+    for worker_hub in hub.running_hubs():
+        await worker_hub.heartbeat()
+    assert await all_gone()
 
 
 # ---------------------------------------------------------------- crash safety

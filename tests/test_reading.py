@@ -190,6 +190,16 @@ class TestErrorPages:
         assert 'class="site-header"' in page and "Page not found" in page
         assert 'href="/">Back to the rooms' in page and "alice" in page
 
+    def test_403_is_the_styled_page_with_a_way_back(self, room, bob, settings):
+        settings.DEBUG = False
+        response = logged_in(bob).get("/rooms/general/settings/")  # the owner's page
+        page = response.content.decode()
+        assert response.status_code == 403
+        assert 'class="site-header"' in page and "bob" in page
+        assert '<p class="error-code">403</p>' in page and "<h1>Not allowed</h1>" in page
+        assert "You do not have access to this page." in page
+        assert 'href="/">Back to the rooms' in page
+
     def test_403_on_a_forged_form_has_the_site_header(self, alice, settings):
         settings.DEBUG = False
         client = Client(HTTP_HOST="localhost", enforce_csrf_checks=True)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import json
 import random
 import re
+import urllib.parse
+import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
@@ -46,9 +49,23 @@ def _make_member(name: str) -> Member:
         connections.close_all()
 
 
-def _make_room(owner: Member):
+def _log_in_again(member: Member) -> Member:
     try:
-        return services.create_room(owner=owner.user, name=f"Room {uuid.uuid4().hex[:8]}")
+        client = Client()
+        client.force_login(member.user)
+        return replace(member, cookie=client.cookies["sessionid"].value)
+    finally:
+        connections.close_all()
+
+
+def _make_room(owner: Member, *, is_private: bool = False, members: tuple[Member, ...] = ()):
+    try:
+        room = services.create_room(
+            owner=owner.user, name=f"Room {uuid.uuid4().hex[:8]}", is_private=is_private
+        )
+        for member in members:
+            services.add_member(room=room, actor=owner.user, username=member.name)
+        return room
     finally:
         connections.close_all()
 
@@ -56,8 +73,34 @@ def _make_room(owner: Member):
 # await make_member(name): a committed user with a logged-in session (the test
 # must be django_db(transaction=True) so that other processes see it).
 make_member = sync_to_async(_make_member)
-# await make_room(owner): a committed public room.
+# await log_in_again(member): the same user in a session of its own (another device).
+log_in_again = sync_to_async(_log_in_again)
+# await make_room(owner, is_private=False, members=()): a committed room, public
+# unless `is_private`, with `members` added by its owner.
 make_room = sync_to_async(_make_room)
+
+
+def _post_from_room_page(server, member: Member, slug: str, path: str, **fields) -> int:
+    """What the room page's forms do: load the page (CSRF token), then POST."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    jar.set_cookie(
+        http.cookiejar.Cookie(
+            0, "sessionid", member.cookie, None, False, "127.0.0.1", False, False, "/",
+            True, False, None, False, None, None, {},
+        )
+    )  # fmt: skip
+    page = opener.open(f"{server.http}/rooms/{slug}/", timeout=TIMEOUT).read().decode()
+    token = re.search(r'data-csrf="([^"]+)"', page)[1]
+    body = urllib.parse.urlencode({"csrfmiddlewaretoken": token, **fields}).encode()
+    request = urllib.request.Request(f"{server.http}{path}", data=body)
+    with opener.open(request, timeout=TIMEOUT) as response:
+        return response.status  # after the redirect, followed
+
+
+# await post_from_room_page(server, member, slug, path, **fields) -> the status
+# of the page the POST ends on, as `member` in their session.
+post_from_room_page = sync_to_async(_post_from_room_page)
 
 
 # ---------------------------------------------------------------- clients
@@ -299,7 +342,9 @@ class ResumingClient:
             for client_id, body in list(self.unacked.items()):
                 await self._send_frame(client_id, body)
             while True:
-                await client.wait(lambda c=client, n=seen: len(c.frames) > n, "a frame", 3600)
+                await client.wait(
+                    lambda c=client, n=seen: len(c.frames) > n or c.closed, "a frame", 3600
+                )
                 for frame in client.frames[seen:]:
                     await self._take(frame)
                 seen = len(client.frames)

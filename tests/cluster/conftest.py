@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.servers import DaphneServer, database_url_for_tests
+from tests.conftest import use_redis
+from tests.servers import RUN_PREFIX, DaphneServer, database_url_for_tests
 
 from .clients import PRESENCE_TTL, client_pool
 
@@ -62,6 +63,14 @@ def spare_worker(workers, redis_url, worker_env):
     (server,) = start_workers(1, redis_url=redis_url, extra_env=worker_env)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def as_a_worker(settings, redis_url):
+    """This process on the workers' Redis, under their prefix: what it changes
+    through the ORM (as the admin or a shell on any worker would) reaches the
+    workers, as events on their channel layer and in their session cache."""
+    use_redis(settings, redis_url, prefix=RUN_PREFIX)
 
 
 @pytest.fixture

@@ -4,38 +4,11 @@ topic reaches every open page."""
 
 from __future__ import annotations
 
-import http.cookiejar
-import re
-import urllib.parse
-import urllib.request
-
 import pytest
-from asgiref.sync import sync_to_async
 
-from .clients import TIMEOUT
+from .clients import post_from_room_page
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
-
-
-def _post_from_room_page(server, member, slug: str, path: str, **fields) -> int:
-    """What the room page's forms do: load the page (CSRF token), then POST."""
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    jar.set_cookie(
-        http.cookiejar.Cookie(
-            0, "sessionid", member.cookie, None, False, "127.0.0.1", False, False, "/",
-            True, False, None, False, None, None, {},
-        )
-    )  # fmt: skip
-    page = opener.open(f"{server.http}/rooms/{slug}/", timeout=TIMEOUT).read().decode()
-    token = re.search(r'data-csrf="([^"]+)"', page)[1]
-    body = urllib.parse.urlencode({"csrfmiddlewaretoken": token, **fields}).encode()
-    request = urllib.request.Request(f"{server.http}{path}", data=body)
-    with opener.open(request, timeout=TIMEOUT) as response:
-        return response.status  # after the redirect, followed
-
-
-post_from_room_page = sync_to_async(_post_from_room_page)
 
 
 async def test_topic_and_leaving_reach_every_worker(workers, make_member, make_room, open_client):

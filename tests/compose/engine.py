@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,25 @@ def nft_table_deleted(tool: str, table: str) -> bool:
     return result.returncode == 0
 
 
+def comparable_rules(saved: str) -> dict[str, list[str]]:
+    """`iptables-save` output as {table: its chain and rule lines}, without
+    what differs between two saves of the same rules (the comments with their
+    timestamps, the packet counters) and without tables that hold nothing
+    (built-in chains accepting, no rules): iptables can empty a table that
+    a dockerd made, but not always remove it."""
+    tables: dict[str, list[str]] = {}
+    for section in re.split(r"^\*", saved, flags=re.M)[1:]:
+        name, _, body = section.partition("\n")
+        lines = [
+            re.sub(r" \[\d+:\d+\]$", "", line)
+            for line in body.splitlines()
+            if line and not line.startswith("#") and line != "COMMIT"
+        ]
+        if not all(re.fullmatch(r":\S+ ACCEPT", line) for line in lines):
+            tables[name.strip()] = lines
+    return tables
+
+
 @dataclass
 class HostState:
     """What a dockerd changes on the host, as it was before."""
@@ -126,6 +146,25 @@ class HostState:
                 done.append(f"link {link} removed")
         return done
 
+    def differences(self, now: HostState) -> list[str]:
+        """What `now` (captured after a restore) has otherwise than this state:
+        the rules, the sysctls that could be read both times, and links of
+        the kind a dockerd makes."""
+        found = []
+        for tool, saved in self.rules.items():
+            if comparable_rules(now.rules.get(tool, "")) != comparable_rules(saved):
+                found.append(f"{tool} rules differ")
+        for name, value in self.sysctls.items():
+            current = now.sysctls.get(name)
+            if current is not None and current != value:
+                found.append(f"{name}={current}, was {value}")
+        found += [
+            f"link {link} left"
+            for link in sorted(now.links - self.links)
+            if DOCKER_LINK.match(link)
+        ]
+        return found
+
 
 class Engine:
     """`with Engine() as engine:` a Docker engine answers inside the block."""
@@ -168,7 +207,7 @@ class Engine:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dockerd exited with {self.proc.returncode}:\n{self.output()}")
         except BaseException:
-            self.__exit__(None, None, None)
+            self.__exit__(*sys.exc_info())
             raise
         self.say(f"Docker engine: dockerd started here in {time.monotonic() - started:.1f}s")
         return self
@@ -190,7 +229,14 @@ class Engine:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.say("dockerd stopped")
+        self.log.unlink(missing_ok=True)
         if self.state is not None:
             restored = self.state.restore()
             self.say("host put back: " + (", ".join(restored) or "nothing had changed"))
-        self.log.unlink(missing_ok=True)
+            left = self.state.differences(HostState.capture())
+            if left:
+                # Fails the run (the session fixture's teardown) unless it is
+                # failing already: then the first error is the one to read.
+                if exc[0] is None:
+                    raise AssertionError("the host was not put back: " + "; ".join(left))
+                self.say("the host was not put back: " + "; ".join(left))
