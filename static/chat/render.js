@@ -92,6 +92,13 @@ export class MessageList {
       const item = event.target.closest("li.message");
       if (item) this.setCurrent(item);
     });
+    // A tap (or click) on a message selects it: on touch screens that is
+    // what shows its actions (chat.css), as a pointer over it does elsewhere.
+    list.addEventListener("click", (event) => {
+      const item = event.target.closest("li.message");
+      if (!item || event.target.closest("a, button, input, textarea, form")) return;
+      if (!item.contains(document.activeElement)) item.focus({ preventScroll: true });
+    });
   }
 
   get oldestSeq() {

@@ -129,6 +129,7 @@ def test_axe_finds_no_serious_violation_in_the_room_in_use(live, new_context, bu
     alice.keyboard.press("ArrowUp")
     found["a focused message"] = violations(alice)
 
+    messages.last.locator(".body").click()  # selected: on a phone that shows its actions
     messages.last.get_by_role("button", name="Remove message from alice").click()
     alice.locator("#mod-dialog").get_by_role("button", name="Remove", exact=True).click()
     expect(alice.locator(".removed-note")).to_have_count(1)

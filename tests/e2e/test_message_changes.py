@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from chat import services
 from chat.models import Message, MessageEdit
-from tests.e2e.pages import alice_and_bob_in_lobby, bodies, open_room, send
+from tests.e2e.pages import alice_and_bob_in_lobby, bodies, log_in, open_room, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -135,3 +135,29 @@ def test_reactions_count_live_for_the_other(live, new_page, make_user):
     on_bob.click()  # bob takes his back
     expect(on_alice).to_have_text([f"{THUMBS} 1"])
     expect(on_alice).to_have_attribute("title", "alice")
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+
+def test_on_a_phone_a_messages_actions_show_when_it_is_tapped(live, new_context, make_user):
+    """A touch screen has no pointer to hover with: a message's buttons show
+    once it is tapped, and only that message's, so the narrow column shows
+    the conversation rather than a row of buttons under every line."""
+    room = services.create_room(owner=make_user("alice"), name="Lobby")
+    make_user("bob")
+    for body in ("First things first", "Then the rest"):
+        services.store_message(room=room, author=room.owner, body=body, client_id=body)
+    bob = new_context(**PHONE).new_page()
+    log_in(bob, live, "bob")
+    open_room(bob, live, "lobby")
+    first, second = line(bob, "First things first"), line(bob, "Then the rest")
+    for message in (first, second):
+        expect(message.get_by_role("button", name="Reply to alice")).to_be_hidden()
+
+    first.locator(".body").tap()
+    expect(first.get_by_role("button", name="Reply to alice")).to_be_visible()
+    expect(second.get_by_role("button", name="Reply to alice")).to_be_hidden()
+    first.get_by_role("button", name="Reply to alice").tap()
+    expect(bob.get_by_role("textbox", name=re.compile("message", re.I))).to_be_focused()
+    expect(first.get_by_role("button", name="Reply to alice")).to_be_hidden()
