@@ -14,21 +14,16 @@ worker that died stop counting within CHAT_PRESENCE_TTL seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import threading
 import time
 import weakref
 from collections import defaultdict
 
-import redis
 from django.conf import settings
 
 from . import redis as redis_clients
 from .batching import Batcher
 from .services.errors import RateLimited
-
-logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- budgets
 
@@ -78,7 +73,7 @@ async def spend(*, kind: str, user_id: int) -> None:
     key, _, seconds, _ = window
     used = None
     if settings.REDIS_URL:
-        with _unless_redis_is_away(kind):
+        with redis_clients.unless_redis_is_away(f"budget {kind} not counted"):
             client = redis_clients.async_client(settings.REDIS_URL)
             async with client.pipeline(transaction=False) as pipe:
                 used, _ = await pipe.incr(key).expire(key, seconds + 1).execute()
@@ -95,20 +90,12 @@ def spend_sync(*, kind: str, user_id: int) -> None:
     key, _, seconds, _ = window
     used = None
     if settings.REDIS_URL:
-        with _unless_redis_is_away(kind):
+        with redis_clients.unless_redis_is_away(f"budget {kind} not counted"):
             pipe = redis_clients.sync_client(settings.REDIS_URL).pipeline(transaction=False)
             used, _ = pipe.incr(key).expire(key, seconds + 1).execute()
     else:
         used = _count_in_memory(key)
     _check(kind, used, window)
-
-
-@contextlib.contextmanager
-def _unless_redis_is_away(kind: str):
-    try:
-        yield
-    except redis.RedisError:
-        logger.warning("budget %s not counted: Redis unavailable", kind)
 
 
 def _check(kind: str, used: int | None, window: tuple) -> None:

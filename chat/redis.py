@@ -10,6 +10,8 @@ one, so a Redis restart costs a retry, not an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
 import weakref
 
@@ -25,6 +27,8 @@ TIMEOUT = 1.0
 # Connections per pool: a burst (a reconnect storm, a worker's sockets all
 # closing) waits for a free one (up to TIMEOUT) instead of opening hundreds.
 MAX_CONNECTIONS = 32
+
+logger = logging.getLogger(__name__)
 
 _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _sync_clients: dict[str, redis.Redis] = {}
@@ -61,3 +65,15 @@ def sync_client(url: str) -> redis.Redis:
             retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, (redis.ConnectionError,))
             client = _sync_clients[url] = redis.Redis(connection_pool=pool, retry=retry)
         return client
+
+
+@contextlib.contextmanager
+def unless_redis_is_away(what: str):
+    """Run the block; if Redis fails it (down, stalled, restarting), log
+    that `what` did not happen and carry on. For the counters that protect
+    the service (budgets, throttles): while Redis is away they fail open, so
+    that an outage of the counters is not an outage of chat or of logins."""
+    try:
+        yield
+    except redis.RedisError:
+        logger.warning("%s: Redis unavailable", what)

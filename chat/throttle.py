@@ -8,6 +8,11 @@ INCR). Once `count` attempts are in, further ones are refused until the
 window ends, and `retry_after` says when that is. What is counted (failures
 only, or every attempt) is the caller's choice.
 
+While Redis is away (down, stalled, restarting) nothing is counted and
+nobody is refused, as with the socket budgets (chat.limits): the limits fail
+open, with a warning in the log, rather than failing every login, sign-up and
+search with a server error.
+
 Keys are hashed, so a username or an address of any length or alphabet makes
 a safe cache key and never appears in Redis as such.
 """
@@ -20,6 +25,8 @@ import math
 import time
 
 from django.core.cache import cache
+
+from .redis import unless_redis_is_away
 
 Rate = tuple[int, int] | None  # (count, seconds); None: no limit
 
@@ -40,12 +47,13 @@ def record(scope: str, subject: str, rate: Rate) -> None:
         return
     now = time.time()
     key = _key(scope, subject, rate, now)
-    # add() is a no-op when the counter exists; incr() is atomic either way.
-    cache.add(key, 0, timeout=math.ceil(_seconds_left(rate, now)) + 1)
-    try:
-        cache.incr(key)
-    except ValueError:  # expired between add and incr: this attempt opens the next window
-        cache.add(key, 1, timeout=rate[1] + 1)
+    with unless_redis_is_away(f"throttle {scope}: attempt not counted"):
+        # add() is a no-op when the counter exists; incr() is atomic either way.
+        cache.add(key, 0, timeout=math.ceil(_seconds_left(rate, now)) + 1)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr: this attempt opens the next window
+            cache.add(key, 1, timeout=rate[1] + 1)
 
 
 def retry_after(scope: str, subject: str, rate: Rate) -> float | None:
@@ -53,7 +61,10 @@ def retry_after(scope: str, subject: str, rate: Rate) -> float | None:
     if rate is None:
         return None
     now = time.time()
-    if (cache.get(_key(scope, subject, rate, now)) or 0) < rate[0]:
+    count = 0  # while Redis is away: let the attempt through
+    with unless_redis_is_away(f"throttle {scope}: not checked"):
+        count = cache.get(_key(scope, subject, rate, now)) or 0
+    if count < rate[0]:
         return None
     return _seconds_left(rate, now)
 

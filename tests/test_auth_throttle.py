@@ -15,7 +15,8 @@ import uuid
 import pytest
 from django.test import Client, RequestFactory
 
-from chat import throttle
+from chat import services, throttle
+from deploy.processes import free_port
 from tests.servers import DaphneServer, database_url_for_tests
 
 PASSWORD = "a-long-test-password"  # tests/conftest.py's make_user default
@@ -253,3 +254,75 @@ def test_two_workers_count_together_through_redis(redis_url, alice):
     finally:
         for worker in workers:
             worker.stop()
+
+
+# ---------------------------------------------------------------- Redis away
+
+
+@pytest.fixture
+def redis_away(settings):
+    """The cache (throttle counters, session copies) on a Redis address where
+    nothing listens: every cache call fails as with Redis down."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    settings.REDIS_URL = dead
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "chat.cache.SharedPoolRedisCache",
+            "LOCATION": dead,
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+        }
+    }
+    settings.CHAT_LOGIN_LIMIT_USER = (3, 900)
+    settings.CHAT_SIGNUP_LIMIT_IP = (3, 900)
+    settings.CHAT_SEARCH_RATE = (3, 60)
+    return dead
+
+
+@pytest.mark.django_db
+def test_with_redis_away_logins_fail_open_with_a_warning(redis_away, alice, caplog):
+    client = browser()
+    for _ in range(5):  # past the limit: nothing counts while Redis is away
+        assert login(client, "alice", "wrong").status_code == 200  # the form again
+    response = login(client, "alice", PASSWORD)
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200  # logged in (the session is in the database)
+    assert "throttle login" in caplog.text and "Redis unavailable" in caplog.text
+
+
+@pytest.mark.django_db
+def test_with_redis_away_sign_ups_go_through(redis_away, django_user_model):
+    password = "correct-horse-battery"
+    for number in range(4):
+        response = browser().post(
+            "/accounts/signup/",
+            {"username": f"new{number}", "password1": password, "password2": password},
+        )
+        assert response.status_code == 302
+    assert django_user_model.objects.filter(username__startswith="new").count() == 4
+
+
+@pytest.mark.django_db
+def test_with_redis_away_a_password_change_goes_through(redis_away, alice):
+    client = browser()
+    client.force_login(alice)
+    new = {"new_password1": "another-long-one-77", "new_password2": "another-long-one-77"}
+    assert (
+        client.post("/accounts/password_change/", {"old_password": "guess", **new}).status_code
+        == 200
+    )
+    response = client.post("/accounts/password_change/", {"old_password": PASSWORD, **new})
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.check_password("another-long-one-77")
+    assert client.get("/").status_code == 200  # still logged in, on the cycled session
+
+
+@pytest.mark.django_db
+def test_with_redis_away_search_answers(redis_away, alice, room):
+    services.store_message(room=room, author=alice, body="findable words", client_id=None)
+    client = browser()
+    client.force_login(alice)
+    for _ in range(5):  # past CHAT_SEARCH_RATE: not counted while Redis is away
+        response = client.get("/search/", {"q": "findable"})
+        assert response.status_code == 200
+        assert b"<mark>findable</mark> words" in response.content

@@ -17,12 +17,17 @@ from django.core.cache import caches
 
 from .. import events
 from ..events import Close
+from ..redis import unless_redis_is_away
 
 
 def session_deleted(*, session_key: str) -> None:
     """A session row was deleted (the admin, a script): it must not live on in
-    the session cache, and its sockets close."""
-    caches[settings.SESSION_CACHE_ALIAS].delete(CACHED_SESSION_PREFIX + session_key)
+    the session cache, and its sockets close. With Redis away the cache
+    copy cannot be deleted (a copy that outlives a stall is served until
+    it expires); the deletion itself goes through rather than failing the
+    logout or the password change that made it."""
+    with unless_redis_is_away("deleted session left in the session cache"):
+        caches[settings.SESSION_CACHE_ALIAS].delete(CACHED_SESSION_PREFIX + session_key)
     events.send_on_commit(
         events.CONTROL_GROUP,
         events.close_sockets(code=Close.SESSION_ENDED, session_key=session_key),
