@@ -44,6 +44,7 @@ from .frames import (
     parse_after,
 )
 from .frames import parse_client_frame as parse_frame
+from .redis import unless_redis_is_away
 
 # Connection ids name a socket across workers (presence announcements skip
 # the socket that caused them): a per-process prefix and a counter.
@@ -73,7 +74,9 @@ class RoomSession:
     closed = False
     held: list | None = None  # frames from the hub while hello and history are on their way
     last_typing = 0.0
-    counted = False  # in the user's open sockets (limits.sockets)
+    # Counting this socket in the user's open sockets (limits.sockets): the
+    # task that asks Redis, whose answer says whether it counted.
+    counting: asyncio.Future | None = None
     history_busy = False
     history_task: asyncio.Task | None = None
     expires_at = float("inf")  # loop time at which the hub asks it to reconnect
@@ -118,9 +121,25 @@ class RoomSession:
         """Undo what opening did, once (it runs from every way out)."""
         if self.seat is not None:
             self.seat.leave()
-        if self.counted:
-            self.counted = False
-            self.worker_hub.spawn(limits.sockets.close(self.user.pk, self.conn_id))
+        if self.counting is not None:
+            counting, self.counting = self.counting, None
+            self.worker_hub.spawn(self._uncount(counting))
+
+    async def _uncount(self, counting: asyncio.Future) -> None:
+        """Take this socket out of the user's count once its count has
+        landed: a socket that leaves while the count is on its way (a client
+        gone mid-handshake) would otherwise stay counted until it expires."""
+        try:
+            counted = await counting
+        except Exception:
+            # Unknown (Redis away, or a timeout after the script ran; the
+            # heartbeat counts it once Redis is back): take it out anyway,
+            # removing a socket that was not counted is a no-op.
+            counted = True
+        if counted:
+            # Still away: the entry expires after CHAT_PRESENCE_TTL.
+            with unless_redis_is_away(f"socket {self.conn_id} not uncounted"):
+                await limits.sockets.close(self.user.pk, self.conn_id)
 
     def _too_far_behind(self) -> None:
         """More than CHAT_MAX_QUEUED_BYTES wait for a client that does not
@@ -229,12 +248,17 @@ class RoomSession:
     async def _count_socket(self) -> bool:
         """Count this socket against the user's CHAT_MAX_SOCKETS_PER_USER;
         False at the cap. Without Redis answering, the socket is let in."""
+        # A task of its own, shielded: if this socket is cancelled meanwhile,
+        # the count still lands and _leave takes it out again (_uncount).
+        self.counting = asyncio.ensure_future(limits.sockets.open(self.user.pk, self.conn_id))
         try:
-            self.counted = await limits.sockets.open(self.user.pk, self.conn_id)
+            counted = await asyncio.shield(self.counting)
         except Exception:
             logger.warning("socket count unavailable; letting %s in", self.conn_id, exc_info=True)
             return True
-        return self.counted
+        if not counted:
+            self.counting = None  # at the cap: nothing counted, nothing to undo
+        return counted
 
     @staticmethod
     def _expiry() -> float:

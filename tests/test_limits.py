@@ -153,6 +153,47 @@ async def test_a_socket_closing_during_a_refresh_is_not_counted_again(
         store.close()
 
 
+async def test_a_socket_cancelled_while_its_count_is_on_its_way_is_not_left_counted(
+    connect, redis_layer, alice, room, monkeypatch, settings
+):
+    # A client gone mid-handshake: Daphne cancels its consumer, here while
+    # Redis has counted the socket but its answer has not come back yet.
+    import redis as redis_sync
+
+    from chat import limits
+
+    open_many = limits.sockets._open_many
+    counted, answer = asyncio.Event(), asyncio.Event()
+
+    async def answer_late(sockets):
+        result = await open_many(sockets)
+        counted.set()
+        await answer.wait()
+        return result
+
+    monkeypatch.setattr(limits.sockets, "_open_many", answer_late)
+    socket, _, _ = await connect(alice, room.slug, expect_hello=False)
+    await asyncio.wait_for(counted.wait(), 5)
+    socket.comm.future.cancel()  # as Daphne does with a consumer whose client left
+    answer.set()
+
+    store = redis_sync.Redis.from_url(redis_layer)
+    key = f"{settings.CHAT_REDIS_PREFIX}:sockets:{alice.pk}"
+    try:
+        assert store.zcard(key) == 1  # counted by Redis, the consumer gone
+        await _eventually(lambda: store.zcard(key) == 0, "the count taken back")
+    finally:
+        store.close()
+
+
+async def _eventually(predicate, what: str, timeout: float = 5):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(predicate):
+        assert loop.time() < deadline, f"{what} did not happen within {timeout}s"
+        await asyncio.sleep(0.05)  # polling an outside store for a state, with a deadline
+
+
 # ---------------------------------------------------------------- sockets follow access
 
 
