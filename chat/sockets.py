@@ -153,7 +153,10 @@ class AsgiWriter:
     def close(self, code: int, reason: str = "") -> None:
         if not self.closed:
             self.closed = True
-            self._put({"type": "websocket.close", "code": code})
+            close = {"type": "websocket.close", "code": code}
+            if reason:  # 1013's retry_after hint (ASGI spec 2.3)
+                close["reason"] = reason
+            self._put(close)
 
     def close_behind(self, code: int) -> None:
         self.queue.clear()

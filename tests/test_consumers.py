@@ -10,6 +10,7 @@ from django.test import Client
 
 from chat import events, services, wire
 from chat.models import Membership, Message
+from tests.conftest import session_cookie_for
 
 # Every test of the contract runs over the WebSocket and over the event
 # stream (chat.sse), but those about what only a WebSocket has.
@@ -352,6 +353,95 @@ async def test_logout_closes_every_socket_of_that_session_with_4401(connect, ali
         await socket.expect_closed(4401)
     await other_session.send(type="ping")
     await other_session.expect("pong")
+
+
+# ---------------------------------------------------------------- try again later (1013)
+
+
+async def close_of(socket, timeout=5) -> dict:
+    """The server's close (its code and reason), frames before it skipped."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        message = await socket.comm.receive_output(max(deadline - loop.time(), 0.01))
+        if message["type"] == "websocket.close":
+            return message
+
+
+@websocket_only
+async def test_past_the_opening_cap_sockets_get_1013_with_a_hint_and_get_in_on_retry(
+    connect, alice, bob, carol, room, settings, monkeypatch
+):
+    import threading
+
+    from chat import admission, hub
+
+    settings.CHAT_MAX_OPENING = 1
+    users = {"alice": alice, "bob": bob, "carol": carol}
+    cookies = {name: await sync_to_async(session_cookie_for)(u) for name, u in users.items()}
+    # The first socket is held in its access check (the database thread),
+    # so that it is still opening while the others arrive.
+    authorize_many = admission.authorize_many
+    checking, go_on = threading.Event(), threading.Event()
+
+    def held_authorize_many(sockets):
+        checking.set()
+        go_on.wait(10)
+        return authorize_many(sockets)
+
+    monkeypatch.setattr(admission, "authorize_many", held_authorize_many)
+    first, _, _ = await connect(alice, room.slug, cookie=cookies["alice"], expect_hello=False)
+    assert await asyncio.to_thread(checking.wait, 5)
+    crowd = await asyncio.gather(
+        *(connect(u, room.slug, cookie=cookies[n], expect_hello=False) for n, u in users.items())
+    )
+    closes = [await close_of(socket) for socket, _, _ in crowd]
+    assert [(c["code"], c.get("reason")) for c in closes] == [(1013, "retry_after=1")] * 3
+    go_on.set()
+    assert (await first.expect("hello"))["user"] == "alice"
+    assert hub.running_hubs()[0].opening == 0
+    # Back after the hint: each gets in.
+    for name, user in users.items():
+        _, hello, _ = await connect(user, room.slug, cookie=cookies[name])
+        assert hello["user"] == name
+
+
+@websocket_only
+async def test_a_handshake_the_database_fails_closes_with_1013_not_1011(
+    connect, alice, room, monkeypatch
+):
+    from django.db import OperationalError
+
+    from chat import admission
+
+    def database_away(session_key, slug):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(admission, "authorize", database_away)
+    socket, _, _ = await connect(alice, room.slug, expect_hello=False)
+    assert socket.connected  # accepted, then closed with a code the page understands
+    close = await close_of(socket)
+    assert (close["code"], close.get("reason")) == (1013, "retry_after=2")
+    monkeypatch.undo()
+    _, hello, _ = await connect(alice, room.slug)  # back once the database is
+    assert hello["user"] == "alice"
+
+
+@websocket_only
+async def test_a_handshake_redis_fails_closes_with_1013_not_1011(connect, alice, room, settings):
+    from deploy.processes import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [dead]},
+        }
+    }
+    socket, _, _ = await connect(alice, room.slug, expect_hello=False)
+    assert socket.connected
+    close = await close_of(socket, timeout=15)
+    assert (close["code"], close.get("reason")) == (1013, "retry_after=2")
 
 
 # ---------------------------------------------------------------- across workers
