@@ -228,7 +228,9 @@ async def test_sigterm_closes_sockets_with_1012_and_says_leave_at_once(
     left_in = time.monotonic() - os_started
     await asyncio.to_thread(w0.proc.wait, 10)
     exited_in = time.monotonic() - os_started
-    assert closed_in < 1 and left_in < 1.5, (closed_in, left_in)
+    # Issue 14: 1012 and `leave` within a second (measured: 0.00 s and
+    # 0.08-0.09 s, five runs on a shared 2-core machine).
+    assert closed_in < 1 and left_in < 1, (closed_in, left_in)
     assert exited_in < 8, exited_in
     print(f"\n1012 after {closed_in:.2f}s, leave after {left_in:.2f}s, exit after {exited_in:.1f}s")
     await seeing.close()
