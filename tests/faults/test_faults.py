@@ -15,6 +15,7 @@ import urllib.request
 
 import pytest
 from django.db import connection
+from websockets.asyncio.client import connect
 
 from tests.cluster.clients import ChatClient, Refused, ResumingClient
 
@@ -281,3 +282,74 @@ async def _eventually(predicate, what: str, timeout: float = 10):
     while not await asyncio.to_thread(predicate):
         assert loop.time() < deadline, f"{what} did not happen within {timeout}s"
         await asyncio.sleep(0.1)  # polling an outside store for a state, with a deadline
+
+
+DROPPED = 200  # handshakes abandoned at once, half before and half after the accept
+
+
+async def test_handshakes_abandoned_mid_open_leave_nothing_behind(
+    own_redis, fault_workers, make_member, make_room
+):
+    # Clients that connect and drop at once (a page closed while loading, a
+    # flaky network, a storm's impatient retries): the worker is opening
+    # their sockets when they go. Their counts, presence and the worker's
+    # pub/sub channels must come back to what they were.
+    import redis
+
+    from tests.servers import RUN_PREFIX
+
+    w0, _ = fault_workers
+    watcher = await make_member("m-watcher")
+    droppers = [await make_member(f"m-drop-{i}") for i in range(4)]
+    room = await make_room(watcher)
+    seeing = await ChatClient.open(watcher, w0.ws, room.slug)
+    store = redis.Redis.from_url(own_redis.url)
+    try:
+        channels_before = set(store.pubsub_channels())
+        await asyncio.gather(
+            *(
+                _connect_and_drop(droppers[i % 4], w0, room.slug, accepted=i % 2 == 0)
+                for i in range(DROPPED)
+            )
+        )
+        counts = [f"{RUN_PREFIX}:sockets:{m.user.pk}" for m in droppers]
+        users = f"{RUN_PREFIX}:presence:{room.pk}:users"
+        await _eventually(lambda: not any(store.zcard(k) for k in counts), "the counts to go")
+        await _eventually(lambda: store.hkeys(users) == [b"m-watcher"], "presence to go")
+        await _eventually(
+            lambda: set(store.pubsub_channels()) == channels_before, "the channels to settle"
+        )
+    finally:
+        store.close()
+    # The worker is none the worse: the watcher's socket works, one more opens.
+    await seeing.send(type="ping")
+    await seeing.wait(lambda: seeing.frames[-1]["type"] == "pong", "pong")
+    assert not seeing.closed
+    again = await ChatClient.open(droppers[0], w0.ws, room.slug)
+    assert again.hello["type"] == "hello"
+    await again.close()
+    await seeing.close()
+
+
+async def _connect_and_drop(member, server, slug: str, *, accepted: bool) -> None:
+    """Open a socket and cut the TCP connection (no close frame): once the
+    worker has accepted it (`accepted`), or right after sending the request."""
+    path = f"/ws/rooms/{slug}/"
+    headers = {"Cookie": f"sessionid={member.cookie}"}
+    if accepted:
+        ws = await connect(
+            server.ws + path, additional_headers=headers, origin=server.http, open_timeout=10
+        )
+        ws.transport.abort()
+        return
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Origin: {server.http}\r\nCookie: sessionid={member.cookie}\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    writer.transport.abort()
