@@ -27,6 +27,7 @@ from django.utils.crypto import constant_time_compare
 
 from . import presence, search, wire
 from .models import Invite, Membership, Message, Reaction, Room
+from .redis import unless_redis_is_away
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -82,7 +83,9 @@ def room_directory(*, user: User, page: int | str | None = 1) -> Page:
         .order_by("name", "pk")
     )
     directory = Paginator(rooms, settings.CHAT_DIRECTORY_PAGE).get_page(page)
-    counts = async_to_sync(presence.get_store().online_counts)([r.pk for r in directory])
+    counts: dict[int, int] = {}  # while Redis is away: the page, without who is online
+    with unless_redis_is_away("directory shown without online counts"):
+        counts = async_to_sync(presence.get_store().online_counts)([r.pk for r in directory])
     for room in directory:
         room.online = counts.get(room.pk, 0)
     return directory
@@ -281,7 +284,11 @@ def member_list(*, room: Room, limit: int = 200) -> tuple[list[MemberEntry], int
     """The room's members (not banned) for anyone who may open the room:
     those online first, then the rest, by name within each; at most `limit`,
     and how many members there are in all."""
-    online = set(async_to_sync(presence.get_store().online_users)(room.pk))
+    # While Redis is away the page comes without who is online; its socket's
+    # hello fills that in once the store answers.
+    online: set[str] = set()
+    with unless_redis_is_away("member list shown without who is online"):
+        online = set(async_to_sync(presence.get_store().online_users)(room.pk))
     rows = Membership.objects.filter(room=room, is_banned=False)
     total = rows.count()
     names_online = list(

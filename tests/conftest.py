@@ -20,6 +20,7 @@ from django.db import connections
 from django.test import Client
 
 from chat import hub, limits, presence, services, shutdown
+from deploy.processes import free_port
 from tests.servers import redis_server_url
 
 TIMEOUT = 5  # seconds to wait for any one expected frame
@@ -116,6 +117,29 @@ def use_redis(settings, redis_url: str, *, prefix: str) -> None:
             "KEY_PREFIX": prefix,
         }
     }
+    _reset_layers()
+
+
+@pytest.fixture
+def redis_away(settings):
+    """REDIS_URL and the cache on an address where nothing listens: the
+    throttle counters, session copies, presence and socket counts fail as
+    with Redis down (the channel layer stays in memory). The limits are on,
+    so that a refusal would show."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    settings.REDIS_URL = dead
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "chat.cache.SharedPoolRedisCache",
+            "LOCATION": dead,
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+        }
+    }
+    settings.CHAT_LOGIN_LIMIT_USER = (3, 900)
+    settings.CHAT_SIGNUP_LIMIT_IP = (3, 900)
+    settings.CHAT_SEARCH_RATE = (3, 60)
+    _reset_layers()
+    yield dead
     _reset_layers()
 
 

@@ -16,7 +16,6 @@ import pytest
 from django.test import Client, RequestFactory
 
 from chat import services, throttle
-from deploy.processes import free_port
 from tests.servers import DaphneServer, database_url_for_tests
 
 PASSWORD = "a-long-test-password"  # tests/conftest.py's make_user default
@@ -257,25 +256,6 @@ def test_two_workers_count_together_through_redis(redis_url, alice):
 
 
 # ---------------------------------------------------------------- Redis away
-
-
-@pytest.fixture
-def redis_away(settings):
-    """The cache (throttle counters, session copies) on a Redis address where
-    nothing listens: every cache call fails as with Redis down."""
-    dead = f"redis://127.0.0.1:{free_port()}/0"
-    settings.REDIS_URL = dead
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "chat.cache.SharedPoolRedisCache",
-            "LOCATION": dead,
-            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
-        }
-    }
-    settings.CHAT_LOGIN_LIMIT_USER = (3, 900)
-    settings.CHAT_SIGNUP_LIMIT_IP = (3, 900)
-    settings.CHAT_SEARCH_RATE = (3, 60)
-    return dead
 
 
 @pytest.mark.django_db

@@ -159,3 +159,16 @@ def test_member_cannot_add_members(alice, bob, carol, private_room):
     services.add_member(room=private_room, actor=alice, username="bob")
     logged_in(bob).post("/rooms/secret-plans/members/", {"username": "carol"})
     assert not Membership.objects.filter(room=private_room, user=carol).exists()
+
+
+@pytest.mark.django_db
+def test_with_redis_away_the_directory_and_room_pages_answer_without_who_is_online(
+    redis_away, alice, bob, room
+):
+    services.join_room(room=room, user=bob)
+    client = logged_in(alice)
+    directory = client.get("/")
+    assert directory.status_code == 200 and b"General" in directory.content
+    page = client.get(f"/rooms/{room.slug}/")
+    assert page.status_code == 200
+    assert b"alice" in page.content and b"bob" in page.content  # the members, none online
