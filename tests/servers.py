@@ -127,6 +127,11 @@ class OnLocalPort:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def url(self) -> str:
+        """The same as `http`: what the browser tests' helpers take."""
+        return self.http
+
 
 class DaphneServer(OnLocalPort):
     """One real Daphne worker serving chatsite.asgi:application."""
