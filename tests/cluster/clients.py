@@ -349,7 +349,7 @@ class ResumingClient:
                     await self._take(frame)
                 seen = len(client.frames)
                 self._changed.set()
-                if client.closed:
+                if client.closed or self._stopped:
                     break
             self.close_codes.append(client.close_code)
             if client.close_code in (4401, 4403):
@@ -398,10 +398,13 @@ class ResumingClient:
 
     async def stop(self):
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+        # The socket closes first: a cancel that Python 3.11's wait_for
+        # swallows (its inner wait done at the same moment) would otherwise
+        # leave the loop waiting an hour for the next frame.
         if self.client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.client.close(), 5)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._task, 5)
