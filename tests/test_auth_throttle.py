@@ -184,14 +184,26 @@ class FormClient:
         )
 
     def login(self, username: str, password: str, **headers) -> int:
-        with self.opener.open(self.base + "/accounts/login/", timeout=10) as page:
+        return self.submit(
+            "/accounts/login/", {"username": username, "password": password}, **headers
+        )
+
+    def submit(self, path: str, fields: dict, **headers) -> int:
+        """GET the form at `path` (its CSRF token), POST `fields` to it; the
+        answer's status (a redirect is not followed)."""
+        with self.opener.open(self.base + path, timeout=10) as page:
             token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.read())[1]
-        data = urllib.parse.urlencode(
-            {"username": username, "password": password, "csrfmiddlewaretoken": token.decode()}
-        ).encode()
-        request = urllib.request.Request(self.base + "/accounts/login/", data=data, headers=headers)
+        data = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token.decode()}).encode()
+        request = urllib.request.Request(self.base + path, data=data, headers=headers)
         try:
             with self.opener.open(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def get(self, path: str) -> int:
+        try:
+            with self.opener.open(self.base + path, timeout=10) as response:
                 return response.status
         except urllib.error.HTTPError as error:
             return error.code

@@ -114,6 +114,45 @@ async def _open_or_refusal(member, base: str, slug: str) -> ChatClient | Refused
         return refused
 
 
+async def test_with_redis_down_logins_sign_ups_and_pages_answer_not_500(
+    own_redis, fault_workers, make_member, make_room
+):
+    from tests.test_auth_throttle import FormClient
+
+    w0, _ = fault_workers
+    alice = await make_member("h-alice")
+    room = await make_room(alice)
+    own_redis.kill()
+
+    def as_a_person() -> list[tuple[str, int]]:
+        answers = []
+        client = FormClient(w0.http)
+        for _ in range(12):  # past CHAT_LOGIN_LIMIT_USER (10): not counted meanwhile
+            answers.append(("wrong password", client.login("h-alice", "wrong")))
+        answers.append(("login", client.login("h-alice", "a-long-password")))
+        answers.append(("directory", client.get("/")))
+        answers.append(("room page", client.get(f"/rooms/{room.slug}/")))
+        answers.append(("search", client.get("/search/?q=anything")))
+        new = {"password1": "correct-horse-battery", "password2": "correct-horse-battery"}
+        answers.append(
+            (
+                "sign-up",
+                FormClient(w0.http).submit("/accounts/signup/", {"username": "h-new", **new}),
+            )
+        )
+        return answers
+
+    answers = await asyncio.to_thread(as_a_person)
+    expected = [("wrong password", 200)] * 12 + [
+        ("login", 302),
+        ("directory", 200),
+        ("room page", 200),
+        ("search", 200),
+        ("sign-up", 302),
+    ]
+    assert answers == expected
+
+
 async def test_a_stalled_redis_neither_hangs_health_checks_nor_drops_sockets(
     own_redis, fault_workers, make_member, make_room
 ):
