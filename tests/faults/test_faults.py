@@ -1,7 +1,9 @@
-"""Faults without drama (issue 14), on real processes: Redis killed and
-restarted mid-traffic, Redis stalled, the database away, SIGTERM, and a
-reconnect storm. Clients behave as the page does (tests/cluster/clients.py
-ResumingClient). Each test prints what it measured."""
+"""Faults without drama (issue 14), on real processes: Redis killed or shut
+down and restarted mid-traffic (fresh sockets right after it returns), Redis
+down for logins, sign-ups and pages, Redis stalled, the database away,
+SIGTERM, a reconnect storm, and handshakes abandoned mid-open. Clients behave
+as the page does (tests/cluster/clients.py ResumingClient). Each test prints
+what it measured."""
 
 from __future__ import annotations
 
