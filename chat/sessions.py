@@ -1,11 +1,11 @@
 """Sessions read through the cache, that keep working while the cache is away.
 
 Django's cached_db store falls back to the database when reading the cache
-fails, but not when writing the session back into it: with Redis down every
-login check would fail, nor when checking whether a new session key is taken (every login
-and sign-up makes one), nor when deleting a session from it (a password change and a login
-that follows an anonymous session cycle the key, which deletes the old one).
-This store treats the cache as an optimisation only.
+fails, but raises when the cache fails it elsewhere: writing a session read
+from the database back into the cache (every request with Redis down),
+checking whether a new session key is taken (every login and sign-up), and
+deleting a session's copy (logout, and the key cycled by a login or a
+password change). This store treats the cache as an optimisation only.
 """
 
 import logging
@@ -43,9 +43,11 @@ class SessionStore(cached_db.SessionStore):
         return db.SessionStore.exists(self, session_key)
 
     def delete(self, session_key=None):
-        """Delete from the database, then from the cache if it answers. A
-        copy left in a cache that was away holds no more than it did: the
-        key cycled on login was an anonymous session's, and the sessions of
-        a user whose password changed fail Django's session hash check."""
+        """Delete from the database, then from the cache if it answers.
+        A copy left in a cache that was only stalled (its data kept) is
+        served until it expires: harmless for a key cycled on login (an
+        anonymous session's) or on a password change (the old sessions fail
+        Django's session hash check); a logout's session lives on that long
+        (docs/operations.md says what to do)."""
         with unless_redis_is_away("session deleted from the database only"):
             super().delete(session_key)
