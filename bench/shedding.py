@@ -20,18 +20,19 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.request
-from pathlib import Path
 
-from transports import ROOT, login, websocket_reader
+from transports import (
+    ROOM,
+    log_in_readers,
+    prepare,
+    start_workers,
+    stop_workers,
+    websocket_reader,
+)
 from websockets.asyncio.client import connect
 
-ROOM = "transports"  # the room transports.py's setup creates
 SPANS = 4
 
 
@@ -150,66 +151,17 @@ async def run_load(args, ports, cookies, starved_pid: int) -> list[dict]:
     return rows
 
 
-def start_workers(env: dict, ports: list[int]) -> list[subprocess.Popen]:
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-            + ["chatsite.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]
-    for port in ports:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-    return workers
-
-
 def measure(args, shed_lag: str) -> list[dict]:
-    work = Path(tempfile.mkdtemp(prefix="chat-shedding-"))
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{work}/db.sqlite3",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "bench-only",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "CHAT_RATE_LIMIT": "off",
-        "CHAT_FRAME_RATE": "off",
-        "CHAT_SHED_LAG": shed_lag,
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        "CHAT_REDIS_PREFIX": f"shedding{os.getpid()}{shed_lag}",
-    }
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    setup = (
-        "from django.contrib.auth import get_user_model\n"
-        "from chat import services\n"
-        "U = get_user_model()\n"
-        "users = [U.objects.create_user(f'reader{i}', password='a-long-bench-password') "
-        "for i in range(10)]\n"
-        f"services.create_room(owner=users[0], name='{ROOM}')\n"
-    )
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", setup], cwd=ROOT, env=env, check=True
-    )
+    env = prepare("shedding", CHAT_SHED_LAG=shed_lag)
     ports = [5700, 5701]
     workers = start_workers(env, ports)
     try:
-        base = f"http://127.0.0.1:{ports[1]}"
-        cookies = [login(base, f"reader{i}", "a-long-bench-password") for i in range(10)]
+        cookies = log_in_readers(ports[1])
         return asyncio.run(run_load(args, ports, cookies, workers[0].pid))
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGCONT)
-            worker.terminate()
-        for worker in workers:
-            worker.wait(15)
+        stop_workers(workers)
 
 
 def main():

@@ -173,15 +173,13 @@ async def run_load(args, servers, cookies, transport: str) -> dict:
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--readers", type=int, default=200)
-    parser.add_argument("--senders", type=int, default=10)
-    parser.add_argument("--rate", type=float, default=5.0, help="messages/s per sender")
-    parser.add_argument("--duration", type=float, default=8)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="chat-transports-"))
+PASSWORD = "a-long-bench-password"
+
+
+def prepare(name: str, **settings: str) -> dict:
+    """A fresh SQLite database with ten readers and the room: the workers'
+    environment (settings: more environment variables)."""
+    work = Path(tempfile.mkdtemp(prefix=f"chat-{name}-"))
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{work}/db.sqlite3",
@@ -191,7 +189,8 @@ def main():
         "CHAT_RATE_LIMIT": "off",
         "CHAT_FRAME_RATE": "off",
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        "CHAT_REDIS_PREFIX": f"transports{os.getpid()}",
+        "CHAT_REDIS_PREFIX": work.name,  # unique: runs never share Redis keys
+        **settings,
     }
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
@@ -199,24 +198,20 @@ def main():
         "from django.contrib.auth import get_user_model\n"
         "from chat import services\n"
         "U = get_user_model()\n"
-        "users = [U.objects.create_user(f'reader{i}', password='a-long-bench-password') "
+        f"users = [U.objects.create_user(f'reader{{i}}', password='{PASSWORD}') "
         "for i in range(10)]\n"
-        "services.create_room(owner=users[0], name='transports')\n"
+        f"services.create_room(owner=users[0], name='{ROOM}')\n"
     )
     subprocess.run([python, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True)
-    ports = [5600 + i for i in range(args.workers)]
+    return env
+
+
+def start_workers(env: dict, ports: list[int]) -> list[subprocess.Popen]:
+    """Daphne workers on `ports`, answering /livez when this returns."""
     workers = [
         subprocess.Popen(
-            [
-                python,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "chatsite.asgi:application",
-            ],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+            + ["chatsite.asgi:application"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -224,25 +219,47 @@ def main():
         )
         for port in ports
     ]
+    for port in ports:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+    return workers
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.wait(15)
+
+
+def log_in_readers(port: int) -> list[str]:
+    base = f"http://127.0.0.1:{port}"
+    return [login(base, f"reader{i}", PASSWORD) for i in range(10)]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--readers", type=int, default=200)
+    parser.add_argument("--senders", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=5.0, help="messages/s per sender")
+    parser.add_argument("--duration", type=float, default=8)
+    args = parser.parse_args()
+    env = prepare("transports")
+    ports = [5600 + i for i in range(args.workers)]
+    workers = start_workers(env, ports)
     args.pids = [w.pid for w in workers]
     try:
-        for port in ports:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-        base = f"http://127.0.0.1:{ports[0]}"
-        cookies = [login(base, f"reader{i}", "a-long-bench-password") for i in range(10)]
+        cookies = log_in_readers(ports[0])
         rows = [
             asyncio.run(run_load(args, ports, cookies, t)) for t in ("websocket", "eventstream")
         ]
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.wait(15)
+        stop_workers(workers)
     columns = list(rows[0])
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
