@@ -75,8 +75,9 @@ class RoomSession:
     held: list | None = None  # frames from the hub while hello and history are on their way
     last_typing = 0.0
     # Counting this socket in the user's open sockets (limits.sockets): the
-    # task that asks Redis, whose answer says whether it counted.
-    counting: asyncio.Future | None = None
+    # task that asks Redis while it is on its way, then True once counted
+    # (an idle socket does not keep a finished task).
+    counting: asyncio.Future | bool | None = None
     history_busy = False
     history_task: asyncio.Task | None = None
     expires_at = float("inf")  # loop time at which the hub asks it to reconnect
@@ -125,12 +126,12 @@ class RoomSession:
             counting, self.counting = self.counting, None
             self.worker_hub.spawn(self._uncount(counting))
 
-    async def _uncount(self, counting: asyncio.Future) -> None:
+    async def _uncount(self, counting: asyncio.Future | bool) -> None:
         """Take this socket out of the user's count once its count has
         landed: a socket that leaves while the count is on its way (a client
         gone mid-handshake) would otherwise stay counted until it expires."""
         try:
-            counted = await counting
+            counted = counting if counting is True else await counting
         except Exception:
             # Unknown (Redis away, or a timeout after the script ran; the
             # heartbeat counts it once Redis is back): take it out anyway,
@@ -256,8 +257,8 @@ class RoomSession:
         except Exception:
             logger.warning("socket count unavailable; letting %s in", self.conn_id, exc_info=True)
             return True
-        if not counted:
-            self.counting = None  # at the cap: nothing counted, nothing to undo
+        # At the cap nothing was counted, so there is nothing to undo.
+        self.counting = True if counted else None
         return counted
 
     @staticmethod
