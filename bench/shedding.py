@@ -25,6 +25,7 @@ import time
 
 from transports import (
     ROOM,
+    Readiness,
     log_in_readers,
     prepare,
     start_workers,
@@ -80,13 +81,7 @@ class Starver(threading.Thread):
 
 async def run_load(args, ports, cookies, starved_pid: int) -> list[dict]:
     timeline = Timeline()
-    opened = asyncio.Event()
-    count = [0]
-
-    def ready():
-        count[0] += 1
-        if count[0] == args.readers:
-            opened.set()
+    ready = Readiness(args.readers)
 
     reader_port, sender_port = ports
     readers = [
@@ -101,7 +96,7 @@ async def run_load(args, ports, cookies, starved_pid: int) -> list[dict]:
         )
         for i in range(args.readers)
     ]
-    await asyncio.wait_for(opened.wait(), 60)
+    await asyncio.wait_for(ready.all_in.wait(), 60)
     senders = [
         await connect(
             f"ws://127.0.0.1:{sender_port}/ws/rooms/{ROOM}/",

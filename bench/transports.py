@@ -109,15 +109,22 @@ async def stream_reader(host: str, port: int, cookie: str, stats: Stats, ready):
                     stats.record(json.loads(line[6:]))
 
 
+class Readiness:
+    """Calling it counts a reader in; `all_in` is set when `expected` are."""
+
+    def __init__(self, expected: int):
+        self.expected, self.count = expected, 0
+        self.all_in = asyncio.Event()
+
+    def __call__(self) -> None:
+        self.count += 1
+        if self.count == self.expected:
+            self.all_in.set()
+
+
 async def run_load(args, servers, cookies, transport: str) -> dict:
     stats = Stats()
-    opened = asyncio.Event()
-    count = [0]
-
-    def ready():
-        count[0] += 1
-        if count[0] == args.readers:
-            opened.set()
+    ready = Readiness(args.readers)
 
     readers = []
     for i in range(args.readers):
@@ -129,7 +136,7 @@ async def run_load(args, servers, cookies, transport: str) -> dict:
         else:
             job = stream_reader("127.0.0.1", port, cookie, stats, ready)
         readers.append(asyncio.create_task(job))
-    await asyncio.wait_for(opened.wait(), 60)
+    await asyncio.wait_for(ready.all_in.wait(), 60)
     senders = []
     for i in range(args.senders):
         port = servers[i % len(servers)]
