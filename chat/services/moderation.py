@@ -377,9 +377,7 @@ def hand_over_room(*, room: Room, by: User, to: User, reason: str = "") -> bool:
     room.owner_id = (
         Room.objects.select_for_update().values_list("owner_id", flat=True).get(pk=room.pk)
     )
-    if selectors.moderation_rank(user=by, room=room, perm=selectors.MODERATE_ROOMS) < (
-        selectors.RANK_OWNER
-    ):
+    if not selectors.can_manage_room(user=by, room=room):
         raise Forbidden(f"Only the owner of {room.name} can hand it over.")
     if to.pk == room.owner_id:
         raise InvalidInput(f"{to.username} owns {room.name} already: choose another member.")
