@@ -56,6 +56,12 @@ async def eventually(check, what: str, timeout: float = TIMEOUT):
     return result
 
 
+async def eventually_off_loop(predicate, what: str, timeout: float = TIMEOUT):
+    """`eventually` for a blocking `predicate()` (a synchronous Redis
+    client's reads), run on a thread so the loop serves the sockets meanwhile."""
+    return await eventually(lambda: asyncio.to_thread(predicate), what, timeout)
+
+
 # ---------------------------------------------------------------- channel layers
 
 

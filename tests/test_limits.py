@@ -15,7 +15,7 @@ from django.test import Client
 from chat import hub, limits, presence, selectors, services
 from chat.models import Membership, Room
 from chatsite.asgi import application
-from tests.conftest import eventually, session_cookie_for
+from tests.conftest import eventually, eventually_off_loop, session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -181,17 +181,9 @@ async def test_a_socket_cancelled_while_its_count_is_on_its_way_is_not_left_coun
     key = f"{settings.CHAT_REDIS_PREFIX}:sockets:{alice.pk}"
     try:
         assert store.zcard(key) == 1  # counted by Redis, the consumer gone
-        await _eventually(lambda: store.zcard(key) == 0, "the count taken back")
+        await eventually_off_loop(lambda: store.zcard(key) == 0, "the count taken back", 5)
     finally:
         store.close()
-
-
-async def _eventually(predicate, what: str, timeout: float = 5):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await asyncio.to_thread(predicate):
-        assert loop.time() < deadline, f"{what} did not happen within {timeout}s"
-        await asyncio.sleep(0.05)  # polling an outside store for a state, with a deadline
 
 
 # ---------------------------------------------------------------- sockets follow access

@@ -20,6 +20,7 @@ from django.db import connection
 from websockets.asyncio.client import connect
 
 from tests.cluster.clients import ChatClient, Refused, ResumingClient
+from tests.conftest import eventually_off_loop
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
 
@@ -317,12 +318,8 @@ async def test_a_storm_of_a_thousand_sockets_on_one_worker_is_served_within_10s(
     assert clients_connected < 100
 
 
-async def _eventually(predicate, what: str, timeout: float = 10):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await asyncio.to_thread(predicate):
-        assert loop.time() < deadline, f"{what} did not happen within {timeout}s"
-        await asyncio.sleep(0.1)  # polling an outside store for a state, with a deadline
+async def _eventually(predicate, what: str):
+    await eventually_off_loop(predicate, what, timeout=10)
 
 
 DROPPED = 200  # handshakes abandoned at once, half before and half after the accept
