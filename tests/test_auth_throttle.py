@@ -29,6 +29,13 @@ def browser(address="127.0.0.1", **headers) -> Client:
     return Client(HTTP_HOST="localhost", REMOTE_ADDR=address, **headers)
 
 
+def sign_up(client, username, password="correct-horse-battery"):
+    return client.post(
+        "/accounts/signup/",
+        {"username": username, "password1": password, "password2": password},
+    )
+
+
 @pytest.mark.django_db
 def test_many_wrong_passwords_then_the_right_one_is_refused(alice):
     client = browser()
@@ -106,26 +113,11 @@ def test_client_address_is_remote_addr_and_ipv6_counts_per_64(address, counted_a
 @pytest.mark.django_db
 def test_sign_ups_are_throttled_per_address(settings, django_user_model):
     settings.CHAT_SIGNUP_LIMIT_IP = (2, 3600)
-    password = "correct-horse-battery"
     for number in range(2):
-        response = browser().post(
-            "/accounts/signup/",
-            {"username": f"new{number}", "password1": password, "password2": password},
-        )
-        assert response.status_code == 302
-    response = browser().post(
-        "/accounts/signup/", {"username": "new2", "password1": password, "password2": password}
-    )
-    assert response.status_code == 429
+        assert sign_up(browser(), f"new{number}").status_code == 302
+    assert sign_up(browser(), "new2").status_code == 429
     assert not django_user_model.objects.filter(username="new2").exists()
-    assert (
-        browser("192.0.2.1")
-        .post(
-            "/accounts/signup/", {"username": "new2", "password1": password, "password2": password}
-        )
-        .status_code
-        == 302
-    )
+    assert sign_up(browser("192.0.2.1"), "new2").status_code == 302
 
 
 @pytest.mark.django_db
@@ -283,13 +275,8 @@ def test_with_redis_away_logins_fail_open_with_a_warning(redis_away, alice, capl
 
 @pytest.mark.django_db
 def test_with_redis_away_sign_ups_go_through(redis_away, django_user_model):
-    password = "correct-horse-battery"
     for number in range(4):
-        response = browser().post(
-            "/accounts/signup/",
-            {"username": f"new{number}", "password1": password, "password2": password},
-        )
-        assert response.status_code == 302
+        assert sign_up(browser(), f"new{number}").status_code == 302
     assert django_user_model.objects.filter(username__startswith="new").count() == 4
 
 
